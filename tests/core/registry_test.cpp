@@ -13,6 +13,14 @@ const std::vector<std::string> kExpectedVariants = {
     // exact
     "full",
     "flash",
+
+    // sparse
+
+    // lsh
+
+    // hierarchical
+
+    // approximate
 };
 
 TEST(Registry, EveryExpectedVariantIsRegistered) {
