@@ -41,7 +41,7 @@ HeadOperands make_operands(ConstMatRef q, ConstMatRef k, ConstMatRef v, Referenc
 // Rows [r0, r1) of `rows` against all keys, streaming over key tiles with the online softmax.
 void reference_rows(ConstMatRef q, const HeadOperands& ops, std::span<const std::uint8_t> valid,
                     const Problem& p, ReferenceKind kind, std::span<const Index> rows, Index r0,
-                    Index r1, HeadReference& res) {
+                    Index r1, HeadReference& res, const ElementMask& extra, Index bh) {
   const Index br = r1 - r0, n_k = ops.k.rows(), d_v = ops.v.cols();
   const double scale = p.effective_scale();
   const bool shared = kind == ReferenceKind::kSharedQkSoftmax;
@@ -63,7 +63,8 @@ void reference_rows(ConstMatRef q, const HeadOperands& ops, std::span<const std:
       double tile_max = kNegInf;
       for (Index c = 0; c < bc; ++c) {
         const Index j = j0 + c;
-        const bool ok = (valid.empty() || valid[j] != 0) && p.allowed(i, j) && !(shared && j == i);
+        const bool ok = (valid.empty() || valid[j] != 0) && p.allowed(i, j) &&
+                        !(shared && j == i) && (!extra || extra(bh, i, j));
         ind(r, c) = ok ? 1.0 : 0.0;
         if (!ok) s(r, c) = kNegInf;
         tile_max = std::max(tile_max, s(r, c));
@@ -103,7 +104,7 @@ void reference_rows(ConstMatRef q, const HeadOperands& ops, std::span<const std:
     const Index out_row = r0 + r;
     const Index i = rows[out_row];
     if (count[r] == 0 && shared && i < n_k && (valid.empty() || valid[i] != 0) &&
-        p.allowed(i, i)) {
+        p.allowed(i, i) && (!extra || extra(bh, i, i))) {
       // Shared-QK: self is the only allowed key, so the row attends to itself alone.
       res.out.row(out_row) = ops.v.row(i);
       res.uniform.row(out_row) = ops.v.row(i);
@@ -165,7 +166,8 @@ void check_kind(const Problem& p, ReferenceKind kind) {
 
 void reference_head(ConstMatRef q, ConstMatRef k, ConstMatRef v,
                     std::span<const std::uint8_t> key_valid, const Problem& problem,
-                    ReferenceKind kind, std::span<const Index> rows, HeadReference& result) {
+                    ReferenceKind kind, std::span<const Index> rows, HeadReference& result,
+                    const ElementMask& extra, Index bh) {
   check_kind(problem, kind);
   check_rows(rows, q.rows());
   prepare(result, rows, v.cols());
@@ -175,7 +177,8 @@ void reference_head(ConstMatRef q, ConstMatRef k, ConstMatRef v,
                     [&](const auto& range) {
                       for (Index t = range.begin(); t < range.end(); ++t) {
                         const Index r0 = t * kRowTile, r1 = std::min(n, r0 + kRowTile);
-                        reference_rows(q, ops, key_valid, problem, kind, rows, r0, r1, result);
+                        reference_rows(q, ops, key_valid, problem, kind, rows, r0, r1, result,
+                                       extra, bh);
                       }
                     });
 }
@@ -183,7 +186,8 @@ void reference_head(ConstMatRef q, ConstMatRef k, ConstMatRef v,
 std::vector<HeadReference> reference_attention(const Tensor4& q, const Tensor4& k,
                                                const Tensor4& v, const KeyMask& mask,
                                                const Problem& problem, ReferenceKind kind,
-                                               std::span<const Index> rows) {
+                                               std::span<const Index> rows,
+                                               const ElementMask& extra) {
   check_kind(problem, kind);
   check_rows(rows, problem.n_q);
   const Index heads = problem.heads, total = problem.batch * heads;
@@ -200,7 +204,7 @@ std::vector<HeadReference> reference_attention(const Tensor4& q, const Tensor4& 
     for (Index t = range.begin(); t < range.end(); ++t) {
       const Index bh = t / tiles, r0 = (t % tiles) * kRowTile;
       reference_rows(q.head(bh / heads, bh % heads), ops[bh], mask.row(bh / heads), problem,
-                     kind, rows, r0, std::min(n, r0 + kRowTile), result[bh]);
+                     kind, rows, r0, std::min(n, r0 + kRowTile), result[bh], extra, bh);
     }
   });
   return result;

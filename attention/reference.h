@@ -8,6 +8,7 @@
 // the maximum weight. A row with A_i empty has o_i = 0 and lse_i = -inf.
 #pragma once
 
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -28,17 +29,24 @@ struct HeadReference {
   std::vector<Index> allowed;      // |A_i|
 };
 
+// An extra element mask for "exact attention restricted to a pattern": allowed(bh, i, j) is
+// called for every (row, key) pair that causal and padding allow, with bh = b * heads + h.
+// Used by tests of sparse patterns and of LSH's union-of-buckets semantics.
+using ElementMask = std::function<bool(Index bh, Index i, Index j)>;
+
 // One head. For kSharedQkSoftmax the keys are q_j / |q_j| (k is ignored; n_q must equal n_k)
 // and the diagonal is excluded unless it is the row's only allowed key.
 void reference_head(ConstMatRef q, ConstMatRef k, ConstMatRef v,
                     std::span<const std::uint8_t> key_valid, const Problem& problem,
-                    ReferenceKind kind, std::span<const Index> rows, HeadReference& result);
+                    ReferenceKind kind, std::span<const Index> rows, HeadReference& result,
+                    const ElementMask& extra = {}, Index bh = 0);
 
 // All heads, rows shared by every head. Result index = b * heads + h.
 std::vector<HeadReference> reference_attention(const Tensor4& q, const Tensor4& k,
                                                const Tensor4& v, const KeyMask& mask,
                                                const Problem& problem, ReferenceKind kind,
-                                               std::span<const Index> rows);
+                                               std::span<const Index> rows,
+                                               const ElementMask& extra = {});
 
 // Every row when n_q <= max_all_rows, else a seeded uniform sample of `sample` distinct rows
 // (sorted). The harness records the count.

@@ -208,6 +208,31 @@ TEST(Reference, Invariances) {
   }
 }
 
+TEST(Reference, ElementMaskRestrictsTheAllowedSet) {
+  // A band mask |i - j| <= 2 must equal brute force over the same band.
+  const Problem p = make_problem(40, 40, 8, 4, 1, 2);
+  const auto in = make_inputs(p, 13);
+  const ElementMask band = [](Index, Index i, Index j) { return std::abs(i - j) <= 2; };
+  const auto ref = reference_attention(in.q, in.k, in.v, in.mask, p, ReferenceKind::kSoftmax,
+                                       all_rows(p.n_q), band);
+  for (Index h = 0; h < p.heads; ++h) {
+    const auto k = in.k.head(0, h);
+    for (Index i = 0; i < p.n_q; ++i) {
+      EXPECT_EQ(ref[h].allowed[i], std::min<Index>(i, 2) + std::min<Index>(p.n_k - 1 - i, 2) + 1);
+      std::vector<double> w;
+      double z = 0;
+      Eigen::VectorXd o = Eigen::VectorXd::Zero(p.d_v);
+      for (Index j = std::max<Index>(0, i - 2); j <= std::min<Index>(p.n_k - 1, i + 2); ++j) {
+        const double s = p.effective_scale() * in.q.head(0, h).row(i).cast<double>().dot(
+                                                   k.row(j).cast<double>());
+        z += std::exp(s);
+        o += std::exp(s) * in.v.head(0, h).row(j).cast<double>().transpose();
+      }
+      EXPECT_LT((ref[h].out.row(i).transpose() - o / z).norm(), 1e-12);
+    }
+  }
+}
+
 TEST(Reference, SelectRowsIsSeededSortedAndDistinct) {
   EXPECT_EQ(select_rows(100, 4096, 64, 1).size(), 100u);
   const auto a = select_rows(100000, 4096, 512, 3);
