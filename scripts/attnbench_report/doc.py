@@ -37,6 +37,7 @@ class Doc:
                             list(faded) if faded else [False] * len(rows), align))
 
     def image(self, png, svg, alt):
+        """A PNG figure, linked to its SVG when there is one (svg may be None)."""
         self.blocks.append(("img", png, svg, alt))
 
     def pre(self, text):
@@ -62,7 +63,8 @@ class Doc:
                     out.append("| " + " | ".join(_md_cell(c) for c in r) + " |")
                 out.append("")
             elif kind == "img":
-                out += ["![%s](%s) ([SVG](%s))" % (b[3], b[1], b[2]), ""]
+                svg = " ([SVG](%s))" % b[2] if b[2] else ""
+                out += ["![%s](%s)%s" % (b[3], b[1], svg), ""]
             elif kind == "pre":
                 out += ["```", b[1], "```", ""]
         return "\n".join(out).rstrip() + "\n"
@@ -93,10 +95,11 @@ class Doc:
                     out.append("<tr%s>%s</tr>" % (" class=\"faded\"" if f else "", cells))
                 out.append("</tbody></table>")
             elif kind == "img":
+                link = html.escape(b[2] or b[1])
+                svg = " (<a href=\"%s\">SVG</a>)" % html.escape(b[2]) if b[2] else ""
                 out.append("<figure><a href=\"%s\"><img src=\"%s\" alt=\"%s\"></a>"
-                           "<figcaption>%s (<a href=\"%s\">SVG</a>)</figcaption></figure>"
-                           % (html.escape(b[2]), html.escape(b[1]), html.escape(b[3]),
-                              html.escape(b[3]), html.escape(b[2])))
+                           "<figcaption>%s%s</figcaption></figure>"
+                           % (link, html.escape(b[1]), html.escape(b[3]), html.escape(b[3]), svg))
             elif kind == "pre":
                 out.append("<pre>%s</pre>" % html.escape(b[1]))
         out.append("</body></html>")

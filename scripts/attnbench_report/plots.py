@@ -1,5 +1,6 @@
 """Figures (matplotlib, Agg backend): each saved as PNG (for the pages) and SVG (for papers)."""
 
+import math
 import os
 
 import matplotlib
@@ -10,6 +11,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import LogLocator, NullFormatter  # noqa: E402
 
 from .analysis import fmt_n, total_variation  # noqa: E402
+from .fmt import fmt_bytes, fmt_time  # noqa: E402
 from .load import finite  # noqa: E402
 
 BASELINE_STYLE = {
@@ -32,26 +34,63 @@ plt.rcParams.update({
 })
 
 
+SAVE_SVG = True  # set False for PNG only (scripts/report --no-svg)
+
+
 def _save(fig, outdir, name):
     png = name + ".png"
-    svg = name + ".svg"
-    fig.savefig(os.path.join(outdir, png), bbox_inches="tight")
-    fig.savefig(os.path.join(outdir, svg), bbox_inches="tight", metadata={"Date": None})
+    svg = name + ".svg" if SAVE_SVG else None
+    fig.savefig(os.path.join(outdir, png), bbox_inches="tight", metadata={"Software": None})
+    if svg:
+        fig.savefig(os.path.join(outdir, svg), bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
     return png, svg
 
 
-def _loglog(ax):
+# Tick labels are plain text in the quantity's unit ("100 µs", "4 MiB", "1e-7"): more readable
+# than 10^k, and much cheaper to draw than mathtext.
+def _time_tick(v, _=None):
+    return fmt_time(v).replace(" ", "\u2009") if v > 0 else ""
+
+
+def _bytes_tick(v, _=None):
+    return fmt_bytes(v).replace(" ", "\u2009") if v > 0 else ""
+
+
+def _plain_tick(v, _=None):
+    if v <= 0:
+        return ""
+    k = math.log10(v)
+    if abs(k - round(k)) < 1e-9 and not -2 <= round(k) <= 3:
+        return "1e%d" % round(k)
+    return "%g" % v
+
+
+def _log_axis(axis, kind):
+    """A log axis: "time" (seconds, decades), "bytes" (powers of 2), "length" (powers of 2),
+    or "plain" (decades). Two minor ticks per decade at most: each tick is a costly artist."""
+    if kind in ("bytes", "length"):
+        axis.set_major_locator(LogLocator(base=2, numticks=9))
+        axis.set_minor_locator(matplotlib.ticker.NullLocator())
+    else:
+        axis.set_major_locator(LogLocator(base=10, numticks=9))
+        axis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0), numticks=9))
+    axis.set_minor_formatter(NullFormatter())
+    fmt = {"time": _time_tick, "bytes": _bytes_tick, "length": _len_tick,
+           "plain": _plain_tick}[kind]
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(fmt))
+
+
+def _loglog(ax, ykind="time"):
     ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
+    ax.set_yscale("log", base=2 if ykind == "bytes" else 10)
+    _log_axis(ax.xaxis, "length")
+    _log_axis(ax.yaxis, ykind)
     ax.grid(True, which="major", alpha=0.35)
     ax.grid(True, which="minor", alpha=0.12)
-    ax.yaxis.set_minor_locator(LogLocator(base=10, subs=range(2, 10)))
-    ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: _len_tick(x)))
 
 
-def _len_tick(x):
+def _len_tick(x, _=None):
     if x <= 0:
         return ""
     if x >= 1024 and (x / 1024) == int(x / 1024):
@@ -80,8 +119,8 @@ def scaling_figure(outdir, name, title, series, baselines, multi_machine):
     """Time and memory against n, log-log: the variant's series plus full and flash."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
     notes = []
-    for ax, metric, ylabel in ((axes[0], "time", "time per forward [s]"),
-                               (axes[1], "memory", "peak extra memory [bytes]")):
+    for ax, metric, ylabel, ykind in ((axes[0], "time", "time per forward", "time"),
+                                      (axes[1], "memory", "peak extra memory", "bytes")):
         drawn = 0
         for b in baselines:
             drawn += _plot_series(ax, b, metric, BASELINE_STYLE.get(b.variant, {}),
@@ -94,7 +133,7 @@ def scaling_figure(outdir, name, title, series, baselines, multi_machine):
             if zero:
                 notes.append("%s: %s 0 at n=%s (not drawn)" % (s.label, metric,
                                                              ",".join(fmt_n(n) for n in zero)))
-        _loglog(ax)
+        _loglog(ax, ykind)
         ax.set_xlabel("sequence length n")
         ax.set_ylabel(ylabel)
         if not drawn:
@@ -125,9 +164,9 @@ def overview_figure(outdir, name, title, series, multi_machine):
                          linestyle="-", linewidth=1.3)
             i += 1
         _plot_series(ax, s, "time", style, _series_label(s, multi_machine))
-    _loglog(ax)
+    _loglog(ax, "time")
     ax.set_xlabel("sequence length n")
-    ax.set_ylabel("time per forward [s]")
+    ax.set_ylabel("time per forward")
     ax.set_title(title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
@@ -158,9 +197,9 @@ def pareto_figure(outdir, name, title, group, error_label, multi_machine):
     note = None
     if any(e <= 0 for e in errs):
         note = "error 0 drawn at %.2g" % floor
-    for ax, cost, flags, xlabel in (
-            (axes[0], "time", group.dominated_time, "time per forward [s]"),
-            (axes[1], "memory", group.dominated_memory, "peak extra memory [bytes]")):
+    for ax, cost, flags, xlabel, xkind in (
+            (axes[0], "time", group.dominated_time, "time per forward", "time"),
+            (axes[1], "memory", group.dominated_memory, "peak extra memory", "bytes")):
         drawn = 0
         for p, dom in zip(group.points, flags):
             if dom is None:
@@ -183,8 +222,10 @@ def pareto_figure(outdir, name, title, group, error_label, multi_machine):
                 if short:
                     ax.annotate(short, (x, y), textcoords="offset points", xytext=(4, 3),
                                 fontsize=6.5, color=colour[p.variant])
-        ax.set_xscale("log")
+        ax.set_xscale("log", base=2 if xkind == "bytes" else 10)
         ax.set_yscale("log")
+        _log_axis(ax.xaxis, xkind)
+        _log_axis(ax.yaxis, "plain")
         ax.grid(True, which="major", alpha=0.35)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(error_label)
@@ -229,7 +270,7 @@ def gflops_figure(outdir, name, title, series, gemm_rates, multi_machine):
         ax.annotate(label, (1.0, rate), xycoords=("axes fraction", "data"), xytext=(-4, 3),
                     textcoords="offset points", ha="right", fontsize=7, color="#b22222")
     ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: _len_tick(x)))
+    _log_axis(ax.xaxis, "length")
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.35)
     ax.set_xlabel("sequence length n")
@@ -252,6 +293,9 @@ def threads_figure(outdir, name, title, scalings):
                 color=PALETTE[i % len(PALETTE)], label=label)
     ax.axhline(1.0, color="black", linewidth=0.8, linestyle=":")
     ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(
+        sorted({t for sc in scalings for t in sc.by_threads})))
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: "%g" % x))
     ax.set_ylim(0, 1.15)
     ax.grid(True, alpha=0.35)

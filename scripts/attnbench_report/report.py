@@ -41,7 +41,7 @@ def parse_args(argv):
                     help="fit exponents on lengths >= N only")
     ap.add_argument("--fit-max", type=int, default=None, metavar="N",
                     help="fit exponents on lengths <= N only")
-    ap.add_argument("--no-svg", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--no-svg", action="store_true", help="PNG plots only (faster)")
     return ap.parse_args(argv)
 
 
@@ -97,6 +97,10 @@ def build_report(runs, args):
     out = args.out
     plots_dir = os.path.join(out, "plots")
     os.makedirs(plots_dir, exist_ok=True)
+    # Figures of an earlier rendering into the same directory would linger unlinked.
+    for f in os.listdir(plots_dir):
+        if f.endswith((".png", ".svg")):
+            os.remove(os.path.join(plots_dir, f))
     records = dedupe([r for run in runs for r in run.records])
     machines = sorted({run.context.machine_id for run in runs})
     multi = len(machines) > 1
@@ -216,7 +220,7 @@ def build_report(runs, args):
         if len(reps) > 1:
             png, svg = _plot(args, "overview_figure", plots_dir, names("overview", *_key_slug(key)),
                              "all variants — " + title, reps, multi)
-            doc.image("plots/" + png, "plots/" + svg, "time versus n, all variants: " + title)
+            doc.image("plots/" + png, _svg(svg), "time versus n, all variants: " + title)
         by_variant = {}
         for s in ss:
             by_variant.setdefault(s.variant, []).append(s)
@@ -226,13 +230,13 @@ def build_report(runs, args):
             png, svg = _plot(args, "scaling_figure", plots_dir, names("scaling", "exact",
                                                                       *_key_slug(key)),
                              "exact attention — " + title, extra, bases, multi)
-            doc.image("plots/" + png, "plots/" + svg, "exact attention: " + title)
+            doc.image("plots/" + png, _svg(svg), "exact attention: " + title)
         for v, vs in by_variant.items():
             if v in A.EXACT_BASELINES:
                 continue
             png, svg = _plot(args, "scaling_figure", plots_dir, names("scaling", v, *_key_slug(key)),
                              "%s — %s" % (v, title), vs, bases, multi)
-            doc.image("plots/" + png, "plots/" + svg, "%s: %s" % (v, title))
+            doc.image("plots/" + png, _svg(svg), "%s: %s" % (v, title))
 
     # Pareto ------------------------------------------------------------------------------------
     doc.h(2, "Error versus cost: Pareto frontiers")
@@ -252,7 +256,7 @@ def build_report(runs, args):
                          names("pareto", "n%s" % g.n, *_key_slug((g.machine, g.workload, g.shape,
                                                                    g.threads))),
                          title, g, error_label, multi)
-        doc.image("plots/" + png, "plots/" + svg, "Pareto frontiers: " + title)
+        doc.image("plots/" + png, _svg(svg), "Pareto frontiers: " + title)
         order = sorted(range(len(g.points)), key=lambda i: (g.points[i].time or 0))
         rows, faded = [], []
         for i in order:
@@ -296,7 +300,7 @@ def build_report(runs, args):
                                                                rate), rate)] if rate else []
             png, svg = _plot(args, "gflops_figure", plots_dir, names("gflops", *_key_slug(key)),
                              "GFLOP/s — " + title, reps, gemm_lines, multi)
-            doc.image("plots/" + png, "plots/" + svg, "GFLOP/s: " + title)
+            doc.image("plots/" + png, _svg(svg), "GFLOP/s: " + title)
         if not rate:
             doc.p("No calibrated GEMM rate for %s thread%s in the run context."
                   % (threads, "" if threads == 1 else "s"))
@@ -342,7 +346,7 @@ def build_report(runs, args):
             title = "%s · %s" % (A.workload_text(wk[0], json.loads(wk[1])), A.shape_text(shape))
             png, svg = _plot(args, "threads_figure", plots_dir, names("threads", machine, wk[0]),
                              "thread scaling — " + title, list(best.values()))
-            doc.image("plots/" + png, "plots/" + svg, "thread scaling: " + title)
+            doc.image("plots/" + png, _svg(svg), "thread scaling: " + title)
 
     # Weights -----------------------------------------------------------------------------------
     doc.h(2, "Attention weights")
@@ -360,7 +364,7 @@ def build_report(runs, args):
                                                                   r.workload_name),
                          title, exact, w["values"], "exact (%s)" % src if src else "exact",
                          r.variant, w.get("rows"), w.get("cols"))
-        doc.image("plots/" + png, "plots/" + svg, "attention weights: " + title)
+        doc.image("plots/" + png, _svg(svg), "attention weights: " + title)
         if exact is None:
             doc.p("Exact weights for this head not recorded (no `weights.exact` and no exact "
                   "variant's weights on the same inputs): the variant is shown alone.")
@@ -411,9 +415,12 @@ def build_report(runs, args):
 
 
 def _plot(args, fn, plots_dir, name, *rest):
+    """Draws a figure; returns the PNG and SVG paths relative to the report (SVG may be None)."""
     from . import plots
 
-    return getattr(plots, fn)(plots_dir, name, *rest)
+    plots.SAVE_SVG = not args.no_svg
+    png, svg = getattr(plots, fn)(plots_dir, name, *rest)
+    return png, svg
 
 
 def _key_slug(key):
@@ -605,6 +612,10 @@ def _int_or(s):
         return int(s)
     except ValueError:
         return 1 << 30
+
+
+def _svg(svg):
+    return "plots/" + svg if svg else None
 
 
 if __name__ == "__main__":
