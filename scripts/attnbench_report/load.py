@@ -434,18 +434,25 @@ def load_runs(paths):
 def dedupe(records):
     """Keep one record per (machine, configuration): the later one, with a warning."""
     seen = {}
+    index = {}
     out = []
+    repeats = {}  # (later file, earlier file) -> [(later, earlier)]
     for r in records:
         cid = r.config_id or identity_key(r)
         key = (r.machine_id, cid)
         if key in seen:
             prev = seen[key]
-            warn("%s: configuration %s repeats %s; using the later record"
-                 % (r.where(), r.config_id or "(no config_id)", prev.where()))
-            out[out.index(prev)] = r
+            repeats.setdefault((r.path, prev.path), []).append((r, prev))
+            out[index[key]] = r
         else:
+            index[key] = len(out)
             out.append(r)
         seen[key] = r
+    for (later, earlier), pairs in repeats.items():
+        r, prev = pairs[0]
+        warn("%d configuration(s) in %s repeat records of %s (first: line %d repeats line %d, "
+             "%s); using the later records" % (len(pairs), later, earlier, r.line, prev.line,
+                                                r.config_id or "no config_id"))
     return out
 
 
