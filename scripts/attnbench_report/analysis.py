@@ -32,6 +32,18 @@ def _value_text(v):
     return str(v)
 
 
+def params_sort_key(params):
+    """Orders parameter settings naturally: width=64 before width=128."""
+    key = []
+    for k in sorted(params):
+        v = params[k]
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            key.append((k, 0, float(v), ""))
+        else:
+            key.append((k, 1, 0.0, canonical(v)))
+    return tuple(key)
+
+
 def workload_text(name, params):
     p = params_text(params)
     return "%s(%s)" % (name, p) if p else (name or "?")
@@ -112,7 +124,7 @@ def build_series(records, error_metric="rel_fro", memory_field="peak"):
         groups.setdefault(key, []).append(r)
     series = [Series(k, v, error_metric, memory_field) for k, v in groups.items()]
     series.sort(key=lambda s: (s.workload, _sortable(s.shape), s.threads or 0, s.machine,
-                               _variant_order(s), s.variant, s.key[2]))
+                               _variant_order(s), s.variant, params_sort_key(s.spec_params)))
     return series
 
 
@@ -185,7 +197,7 @@ class Crossover:
         better = "faster" if metric == "time" else "smaller"
         if self.kind == "crosses":
             s = "%s (between %s and %s)" % (fmt_n(self.n), fmt_n(self.lo), fmt_n(self.hi))
-            if self.lo == self.n:
+            if abs(self.n - self.lo) <= 1e-9 * self.lo:
                 s = "%s (equal there)" % fmt_n(self.n)
             if self.changes > 1:
                 s += "; crosses %d times, last shown" % self.changes
@@ -363,7 +375,7 @@ def pareto_groups(records, error_metric="rel_fro", memory_field="peak", min_poin
                                    statistics.median(times) if times else None,
                                    statistics.median(mems) if mems else None,
                                    statistics.fmean(errs) if errs else None, recs))
-        pts.sort(key=lambda p: (p.variant, canonical(p.params)))
+        pts.sort(key=lambda p: (p.variant, params_sort_key(p.spec_params), canonical(p.params)))
         if len(pts) >= min_points:
             out.append(ParetoGroup(gkey, pts))
     out.sort(key=lambda g: (g.workload, _sortable(g.shape), g.threads or 0, g.machine, g.n))

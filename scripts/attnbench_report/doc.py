@@ -24,6 +24,14 @@ class Doc:
         self.blocks.append(("h", level, text, a))
         return a
 
+    def toc(self):
+        """A list of links to the level-2 sections, filled in when rendered."""
+        self.blocks.append(("toc",))
+
+    def _resolved(self):
+        links = ["[%s](#%s)" % (b[2], b[3]) for b in self.blocks if b[0] == "h" and b[1] == 2]
+        return [("ul", links) if b[0] == "toc" else b for b in self.blocks]
+
     def p(self, text):
         """A paragraph; `code` spans and [text](#anchor) links are the only markup."""
         self.blocks.append(("p", text))
@@ -46,7 +54,7 @@ class Doc:
     # Markdown ---------------------------------------------------------------------------------
     def markdown(self):
         out = ["# " + self.title, ""]
-        for b in self.blocks:
+        for b in self._resolved():
             kind = b[0]
             if kind == "h":
                 out += ["#" * b[1] + " " + b[2], ""]
@@ -74,7 +82,7 @@ class Doc:
         out = ["<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">",
                "<title>%s</title>" % html.escape(self.title), "<style>", _CSS, "</style>",
                "</head><body>", "<h1>%s</h1>" % html.escape(self.title)]
-        for b in self.blocks:
+        for b in self._resolved():
             kind = b[0]
             if kind == "h":
                 out.append("<h%d id=\"%s\">%s</h%d>" % (b[1], b[3], html.escape(b[2]), b[1]))

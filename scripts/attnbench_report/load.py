@@ -188,7 +188,7 @@ class Record:
         above the baseline during setup and during forward); other names read that field."""
         if which == "peak":
             vals = [self.num("memory", k) for k in ("setup_peak", "forward_peak")]
-            vals = [v for v in vals if v is not None]
+            vals = [v for v in vals if v is not None and math.isfinite(v)]
             return max(vals) if vals else None
         return self.num("memory", which)
 
@@ -366,7 +366,7 @@ def load_run(path):
             continue
         where = "%s:%d" % (path, lineno)
         try:
-            obj = json.loads(line, parse_constant=_reject_constant)
+            obj = json.loads(line)  # NaN and Infinity are read, then treated as missing
         except ValueError as e:
             if i == last:
                 reason = ("truncated last line (no final newline)" if not ends_with_newline
@@ -409,10 +409,6 @@ def load_run(path):
     if context is None:
         raise InputError("%s: no context line could be read" % path)
     return Run(path, context, records, skipped)
-
-
-def _reject_constant(name):
-    raise ValueError("non-standard JSON constant %s" % name)
 
 
 def _short(e):

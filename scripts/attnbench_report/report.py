@@ -87,7 +87,8 @@ class Names:
 def group_title(machine, workload, shape, threads, multi_machine):
     wname, wparams = workload
     s = "%s · %s · %s thread%s" % (A.workload_text(wname, json.loads(wparams)), A.shape_text(shape),
-                                   threads, "" if threads == 1 else "s")
+                                   "?" if threads is None else threads,
+                                   "" if threads == 1 else "s")
     if multi_machine:
         s += " · machine %s" % machine
     return s
@@ -126,6 +127,7 @@ def build_report(runs, args):
           "([listed with reasons](#configurations-not-measured))."
           % (len(records), "" if len(records) == 1 else "s", len(runs),
              "" if len(runs) == 1 else "s", len(measured), len(problems)))
+    doc.toc()
     doc.h(2, "Run context")
     if multi:
         doc.p("Results from %d machines (%s). Every series, table row and plot line is labelled "
@@ -470,6 +472,9 @@ def _fit_range(f):
     if f.fit is None:
         return "–"
     s = "%s–%s (%d)" % (A.fmt_n(f.n_lo), A.fmt_n(f.n_hi), f.fit.n)
+    zero = f.series.nonpositive(f.metric)
+    if zero:
+        s += "; n=%s left out: %s 0" % (",".join(A.fmt_n(n) for n in zero), f.metric)
     return s
 
 
