@@ -11,7 +11,8 @@ class Doc:
         self._anchors = set()
 
     def anchor(self, text):
-        base = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "section"
+        # GitHub's rule, so that links work in the rendered report.md too.
+        base = re.sub(r"[^\w\- ]", "", text.lower()).replace(" ", "-") or "section"
         a, i = base, 2
         while a in self._anchors:
             a = "%s-%d" % (base, i)
