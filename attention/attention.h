@@ -6,10 +6,10 @@
 // faults cost 10-40 us per 4 KiB page on virtual machines and would dominate the figures).
 #pragma once
 
+#include <tbb/task_arena.h>
 #include <memory>
 #include <span>
 #include <string>
-#include <tbb/task_arena.h>
 #include <vector>
 
 #include "attention/params.h"
