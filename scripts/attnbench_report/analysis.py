@@ -25,7 +25,7 @@ def params_text(params):
 def _value_text(v):
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, float) and v == int(v) and abs(v) < 1e15:
+    if isinstance(v, float) and math.isfinite(v) and v == int(v) and abs(v) < 1e15:
         return str(int(v))
     if isinstance(v, list):
         return "[" + " ".join(_value_text(x) for x in v) + "]"

@@ -26,6 +26,8 @@ def fmt_bytes(b):
 def fmt_num(x, digits=3):
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return str(x)
     return "%.*g" % (digits, x)
 
 

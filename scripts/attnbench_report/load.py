@@ -262,8 +262,12 @@ def _check_record(raw, where):
             raise InputError("%s: record has no '%s' (a non-empty string is required)" % (where, key))
     for key in _INT_FIELDS:
         v = raw.get(key)
-        if v is not None and not (_is_number(v) and float(v) == int(v)):
+        if v is not None and not (_is_number(v) and math.isfinite(v) and float(v) == int(v)):
             raise _type_error(where, key, "an integer", v)
+    for key in ("family", "message", "config_id"):
+        v = raw.get(key)
+        if v is not None and not isinstance(v, str):
+            raise _type_error(where, key, "a string", v)
     for key in _NUM_FIELDS:
         v = raw.get(key)
         if v is not None and not _is_number(v):
