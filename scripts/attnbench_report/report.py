@@ -42,6 +42,10 @@ def parse_args(argv):
     ap.add_argument("--fit-max", type=int, default=None, metavar="N",
                     help="fit exponents on lengths <= N only")
     ap.add_argument("--no-svg", action="store_true", help="PNG plots only (faster)")
+    ap.add_argument("--notes", metavar="FILE",
+                    help="Markdown text (e.g. a paragraph per family on what the figures show) "
+                         "placed after the run context: '#' headings and paragraphs, with "
+                         "`code` and [links](url)")
     return ap.parse_args(argv)
 
 
@@ -140,6 +144,8 @@ def build_report(runs, args):
     for run in runs:
         for line, reason in run.skipped_lines:
             doc.p("`%s` line %d not read: %s." % (run.path, line, reason))
+    if args.notes:
+        add_notes(doc, args.notes)
 
     all_groups = {}
     for s in series:
@@ -414,6 +420,28 @@ def build_report(runs, args):
         f.write(doc.markdown())
     with open(os.path.join(out, "index.html"), "w", encoding="utf-8") as f:
         f.write(doc.html())
+
+
+def add_notes(doc, path):
+    """The reader's commentary: '#' lines become headings (one level below the report's),
+    blank-line separated blocks paragraphs, '- ' lines list items."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError("%s: cannot read the notes (%s)" % (path, e))
+    for block in re.split(r"\n\s*\n", text.strip()):
+        lines = block.strip().splitlines()
+        while lines and lines[0].startswith("#"):
+            level = len(lines[0]) - len(lines[0].lstrip("#"))
+            doc.h(min(level + 1, 4), lines[0].lstrip("#").strip())
+            lines = lines[1:]
+        if not lines:
+            continue
+        if all(l.startswith("- ") for l in lines):
+            doc.items(l[2:].strip() for l in lines)
+        else:
+            doc.p(" ".join(l.strip() for l in lines))
 
 
 def _plot(args, fn, plots_dir, name, *rest):

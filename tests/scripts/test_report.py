@@ -173,6 +173,28 @@ class Weights(Tmp):
         self.assertIn("attention weights: window width=3", md)
 
 
+class Notes(Tmp):
+    def test_notes_follow_the_context(self):
+        notes = self.write("notes.md", "# What the figures show\n\n## Sparse\n\nWindow wins "
+                                       "from `n = 2000`.\nStill the same paragraph.\n")
+        out = os.path.join(self.tmp, "out")
+        rc, _, err = run_report(_paths.fixture("weights.jsonl"), "--out", out, "--no-svg",
+                                "--notes", notes)
+        self.assertEqual(rc, 0, err)
+        with open(os.path.join(out, "report.md")) as f:
+            md = f.read()
+        self.assertLess(md.index("## Run context"), md.index("## What the figures show"))
+        self.assertLess(md.index("### Sparse"), md.index("## Complexity exponents"))
+        self.assertIn("Window wins from `n = 2000`. Still the same paragraph.", md)
+        with open(os.path.join(out, "index.html")) as f:
+            self.assertIn("<code>n = 2000</code>", f.read())
+
+    def test_missing_notes(self):
+        rc, _, err = run_report(_paths.fixture("weights.jsonl"), "--out", self.tmp, "--notes",
+                                os.path.join(self.tmp, "none.md"))
+        self.assertFails(rc, err, "cannot read the notes")
+
+
 class BadInputs(Tmp):
     def test_empty_file(self):
         path = self.write("empty.jsonl", "")
