@@ -119,11 +119,18 @@ def assess(a, b, threshold, alpha):
 def describe(r):
     p = params_text(r.spec_params)
     s = r.variant + (" " + p if p else "")
-    s += " n=%s %s t=%s seed=%s" % (r.n, workload_text(r.workload_name, r.workload_params),
-                                    r.threads, r.seed)
-    if r.raw.get("causal"):
+    batch, heads, d, d_v, causal, key_padding, ratio = r.shape_key()
+    s += " n=%s %s b%sh%sd%s" % (r.n, workload_text(r.workload_name, r.workload_params), batch,
+                                 heads, d)
+    if d_v is not None and d_v != d:
+        s += "dv%s" % d_v
+    if ratio != "1":
+        s += " n_q/n_k=%s" % ratio
+    if causal:
         s += " causal"
-    return s
+    if key_padding:
+        s += " padded"
+    return s + " t=%s seed=%s" % (r.threads, r.seed)
 
 
 def _delta(a, b, fmt):
