@@ -106,7 +106,8 @@ class Series:
         return out
 
     def nonpositive(self, metric):
-        return [p.n for p in self.points if getattr(p, metric) is not None and getattr(p, metric) <= 0]
+        vals = [(p.n, getattr(p, metric)) for p in self.points]
+        return [n for n, v in vals if v is not None and v <= 0]
 
     def context_key(self):
         """What a baseline must share with this series."""

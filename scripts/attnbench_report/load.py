@@ -259,7 +259,8 @@ def _type_error(where, field, expected, value):
 def _check_record(raw, where):
     for key in ("variant", "status"):
         if not isinstance(raw.get(key), str) or not raw.get(key):
-            raise InputError("%s: record has no '%s' (a non-empty string is required)" % (where, key))
+            raise InputError("%s: record has no '%s' (a non-empty string is required)"
+                             % (where, key))
     for key in _INT_FIELDS:
         v = raw.get(key)
         if v is not None and not (_is_number(v) and math.isfinite(v) and float(v) == int(v)):

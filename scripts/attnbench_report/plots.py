@@ -212,7 +212,8 @@ def pareto_figure(outdir, name, title, group, error_label, multi_machine):
                        alpha=0.22 if dom else 1.0, s=26 if dom else 40,
                        edgecolors="none", zorder=2 if dom else 3)
             drawn += 1
-        front = [p for p in group.frontier(cost) if finite(getattr(p, cost)) and getattr(p, cost) > 0]
+        front = [p for p in group.frontier(cost)
+                 if finite(getattr(p, cost)) and getattr(p, cost) > 0]
         if front:
             xs = [getattr(p, cost) for p in front]
             ys = [max(p.error, floor) for p in front]
@@ -287,8 +288,8 @@ def threads_figure(outdir, name, title, scalings):
     for i, sc in enumerate(scalings):
         rows = sc.rows()
         r = sc.record
-        label = "%s n=%s" % (r.variant + (" " + _params_short(r.spec_params) if r.spec_params else ""),
-                             fmt_n(r.n))
+        name = r.variant + (" " + _params_short(r.spec_params) if r.spec_params else "")
+        label = "%s n=%s" % (name, fmt_n(r.n))
         ax.plot([t for t, *_ in rows], [e for *_, e in rows], marker=MARKERS[i % len(MARKERS)],
                 color=PALETTE[i % len(PALETTE)], label=label)
     ax.axhline(1.0, color="black", linewidth=0.8, linestyle=":")

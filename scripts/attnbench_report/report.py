@@ -10,7 +10,7 @@ import sys
 from . import analysis as A
 from .doc import Doc
 from .fmt import fmt_bytes, fmt_fixed, fmt_num, fmt_pct, fmt_time
-from .load import STATUSES, InputError, canonical, dedupe, finite, load_runs, warn
+from .load import STATUSES, InputError, canonical, dedupe, finite, load_runs
 
 ERROR_LABELS = {
     "rel_fro": "relative Frobenius error |O'-O|/|O|",
@@ -32,7 +32,8 @@ def parse_args(argv):
     ap.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
     ap.add_argument("--title", default="attnbench report")
     ap.add_argument("--error-metric", default="rel_fro", metavar="NAME",
-                    help="error field used for Pareto frontiers (default rel_fro; e.g. rel_uniform)")
+                    help="error field used for Pareto frontiers (default rel_fro; e.g. "
+                         "rel_uniform)")
     ap.add_argument("--memory", default="peak", metavar="FIELD",
                     choices=["peak", "forward_peak", "setup_peak", "peak_rss", "analytic"],
                     help="memory figure: peak (max of setup_peak and forward_peak, default), "
@@ -90,8 +91,8 @@ class Names:
 
 def group_title(machine, workload, shape, threads, multi_machine):
     wname, wparams = workload
-    s = "%s · %s · %s thread%s" % (A.workload_text(wname, json.loads(wparams)), A.shape_text(shape),
-                                   "?" if threads is None else threads,
+    s = "%s · %s · %s thread%s" % (A.workload_text(wname, json.loads(wparams)),
+                                   A.shape_text(shape), "?" if threads is None else threads,
                                    "" if threads == 1 else "s")
     if multi_machine:
         s += " · machine %s" % machine
@@ -242,8 +243,9 @@ def build_report(runs, args):
         for v, vs in by_variant.items():
             if v in A.EXACT_BASELINES:
                 continue
-            png, svg = _plot(args, "scaling_figure", plots_dir, names("scaling", v, *_key_slug(key)),
-                             "%s — %s" % (v, title), vs, bases, multi)
+            png, svg = _plot(args, "scaling_figure", plots_dir,
+                             names("scaling", v, *_key_slug(key)), "%s — %s" % (v, title), vs,
+                             bases, multi)
             doc.image("plots/" + png, _svg(svg), "%s: %s" % (v, title))
 
     # Pareto ------------------------------------------------------------------------------------
@@ -252,7 +254,8 @@ def build_report(runs, args):
     doc.p("Per length and workload, every measured configuration (the variants' parameter grids, "
           "seeds combined: median time and memory, mean error). A configuration is dominated when "
           "another is at least as fast (small) and at least as accurate, and strictly better in "
-          "one; dominated rows are faded. Error: %s (`%s`)." % (error_label, em))
+          "one: dominated points are faded in the plots, and table rows dominated on both "
+          "frontiers are faded in the HTML page. Error: %s (`%s`)." % (error_label, em))
     pareto_csv = []
     if not pgroups:
         doc.p("No length and workload with two or more measured configurations.")
@@ -297,8 +300,8 @@ def build_report(runs, args):
             if not g:
                 continue
             gv = sorted(g)[len(g) // 2]
-            rows.append([s.variant, A.params_text(s.spec_params) or "–", A.fmt_n(p.n), fmt_num(gv),
-                         fmt_num(rate), fmt_pct(gv / rate) if rate else "–"])
+            rows.append([s.variant, A.params_text(s.spec_params) or "–", A.fmt_n(p.n),
+                         fmt_num(gv), fmt_num(rate), fmt_pct(gv / rate) if rate else "–"])
         if not rows:
             continue
         any_flops = True
@@ -367,7 +370,8 @@ def build_report(runs, args):
         w = r.weights
         title = "%s %s · n=%s · %s · batch %s head %s" % (
             r.variant, A.params_text(r.spec_params), A.fmt_n(r.n),
-            A.workload_text(r.workload_name, r.workload_params), w.get("batch", 0), w.get("head", 0))
+            A.workload_text(r.workload_name, r.workload_params), w.get("batch", 0),
+            w.get("head", 0))
         png, svg = _plot(args, "weights_figure", plots_dir, names("weights", r.variant, "n%s" % r.n,
                                                                   r.workload_name),
                          title, exact, w["values"], "exact (%s)" % src if src else "exact",
@@ -576,7 +580,8 @@ def records_csv(records, gemm_rows):
             "time_cv": r.num("time", "cv"), "time_cold": r.num("time", "cold"),
             "time_setup": r.num("time", "setup"), "repetitions": len(r.repetitions),
             "memory_peak": r.memory("peak"), "memory_setup_peak": r.memory("setup_peak"),
-            "memory_forward_peak": r.memory("forward_peak"), "memory_peak_rss": r.memory("peak_rss"),
+            "memory_forward_peak": r.memory("forward_peak"),
+            "memory_peak_rss": r.memory("peak_rss"),
             "memory_analytic": r.memory("analytic"), "flops": r.flops, "gflops": r.gflops,
             "gemm_gflops": g.get("gemm"), "gemm_fraction": g.get("fraction"),
             "rel_fro": r.error("rel_fro"), "rel_fro_max": r.error("rel_fro_max"),

@@ -212,7 +212,8 @@ class MannWhitney:
         self.min_p = min_p  # the smallest p attainable with these sample sizes (exact only)
 
     def __repr__(self):
-        return "MannWhitney(u1=%r, u2=%r, p=%r, method=%r)" % (self.u1, self.u2, self.p, self.method)
+        return ("MannWhitney(u1=%r, u2=%r, p=%r, method=%r)"
+                % (self.u1, self.u2, self.p, self.method))
 
 
 def mann_whitney_u(x, y, alternative="two-sided", method="auto"):

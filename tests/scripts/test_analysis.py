@@ -190,7 +190,8 @@ class Pareto(Fixture):
 class Throughput(Fixture):
     def test_gflops_against_gemm(self):
         rows = {(r["record"].variant, r["record"].n, r["record"].threads): r
-                for r in A.gflops_rows(self.data.records) if r["record"].workload_name == "gaussian"}
+                for r in A.gflops_rows(self.data.records)
+                if r["record"].workload_name == "gaussian"}
         # full: 50 n^2 flops / 1e-9 n^2 s = 50 GFLOP/s = half of the 100 GFLOP/s GEMM.
         self.assertAlmostEqual(rows[("full", 2048, 1)]["gflops"], 50.0, places=9)
         self.assertAlmostEqual(rows[("full", 2048, 1)]["fraction"], 0.5, places=9)

@@ -165,7 +165,8 @@ class Weights(Tmp):
         for p in plots:  # every figure as PNG and SVG
             other = p[:-4] + (".svg" if p.endswith(".png") else ".png")
             self.assertIn(other, plots)
-        with open(os.path.join(self.tmp, "plots", [p for p in plots if p.endswith(".svg")][0])) as f:
+        svg = [p for p in plots if p.endswith(".svg")][0]
+        with open(os.path.join(self.tmp, "plots", svg)) as f:
             self.assertIn("<svg", f.read(2000))
         with open(os.path.join(self.tmp, "report.md")) as f:
             md = f.read()
