@@ -288,8 +288,8 @@ def threads_figure(outdir, name, title, scalings):
     for i, sc in enumerate(scalings):
         rows = sc.rows()
         r = sc.record
-        name = r.variant + (" " + _params_short(r.spec_params) if r.spec_params else "")
-        label = "%s n=%s" % (name, fmt_n(r.n))
+        who = r.variant + (" " + _params_short(r.spec_params) if r.spec_params else "")
+        label = "%s n=%s" % (who, fmt_n(r.n))
         ax.plot([t for t, *_ in rows], [e for *_, e in rows], marker=MARKERS[i % len(MARKERS)],
                 color=PALETTE[i % len(PALETTE)], label=label)
     ax.axhline(1.0, color="black", linewidth=0.8, linestyle=":")
