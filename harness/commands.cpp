@@ -1,11 +1,11 @@
 // `attnbench list` and `attnbench forward`.
 #include "harness/commands.h"
 
+#include <tbb/global_control.h>
+#include <tbb/task_arena.h>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
-#include <tbb/global_control.h>
-#include <tbb/task_arena.h>
 
 #include "attention/metrics.h"
 #include "attention/reference.h"
@@ -68,14 +68,16 @@ Json preset_summary(const EmbeddedPreset& p) {
 int list_command(const std::string& what, bool json) {
   const bool all = what.empty();
   if (!all && what != "variants" && what != "presets" && what != "workloads") {
-    throw SpecError("list: unknown section '" + what + "'; expected variants, presets or workloads");
+    throw SpecError("list: unknown section '" + what +
+                    "'; expected variants, presets or workloads");
   }
   const auto& registry = Registry::instance();
   if (json) {
     Json out = Json::object();
     if (all || what == "variants") {
       out["variants"] = Json::array();
-      for (const auto& name : registry.names()) out["variants"].push_back(registry.get(name).describe());
+      for (const auto& name : registry.names())
+        out["variants"].push_back(registry.get(name).describe());
     }
     if (all || what == "presets") {
       out["presets"] = Json::array();
@@ -222,7 +224,8 @@ int forward_command(const ForwardOptions& o) {
   std::fprintf(stderr, "%s on %s: setup %.6g s, forward %.6g s (%d threads); wrote %s\n",
                vs.to_string().c_str(), p.to_string().c_str(), setup, fwd, threads, o.out.c_str());
   if (o.error) {
-    const auto rows = select_rows(p.n_q, o.error_rows, std::min<Index>(o.error_rows, p.n_q), o.seed);
+    const auto rows =
+        select_rows(p.n_q, o.error_rows, std::min<Index>(o.error_rows, p.n_q), o.seed);
     const auto ref = reference_attention(q.tensor, k.tensor, v.tensor, KeyMask(), p,
                                          info.traits.reference, rows);
     Json e = compute_error(out, v.tensor, ref).to_json();

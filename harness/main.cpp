@@ -53,7 +53,8 @@ Index parse_length(const std::string& s, const std::string& option) {
   return x;
 }
 
-std::vector<Index> parse_length_list(const std::vector<std::string>& values, const std::string& option) {
+std::vector<Index> parse_length_list(const std::vector<std::string>& values,
+                                     const std::string& option) {
   std::vector<Index> out;
   for (const auto& v : values) {
     for (const auto& item : split(v, ',')) out.push_back(parse_length(item, option));
@@ -119,8 +120,8 @@ int run_command(const RunArgs& a, const std::vector<std::string>& command) {
         if (pos != item.size() || t < 0) throw std::invalid_argument(item);
         ov.threads.push_back(t);
       } catch (const std::exception&) {
-        throw SpecError("--threads: expected non-negative integers (0 = every core), got '" +
-                        item + "'");
+        throw SpecError("--threads: expected non-negative integers (0 = every core), got '" + item +
+                        "'");
       }
     }
   }
@@ -190,24 +191,27 @@ int main(int argc, char** argv) {
   // list
   std::string list_what;
   bool list_json = false;
-  auto* list = app.add_subcommand(
-      "list", "List the variants (family, traits, parameters with defaults, ranges and "
-              "meanings), the presets and the workloads");
+  auto* list =
+      app.add_subcommand("list",
+                         "List the variants (family, traits, parameters with defaults, ranges and "
+                         "meanings), the presets and the workloads");
   list->add_option("what", list_what, "Only one section: variants, presets or workloads");
   list->add_flag("--json", list_json, "Machine-readable output");
 
   // run
   RunArgs ra;
   auto* run = app.add_subcommand(
-      "run", "Run an experiment: a spec file (JSON) or a preset name; one child process per "
-             "configuration; results appended to a JSONL file");
+      "run",
+      "Run an experiment: a spec file (JSON) or a preset name; one child process per "
+      "configuration; results appended to a JSONL file");
   run->add_option("spec", ra.spec, "Spec file (.json) or preset name (attnbench list presets)")
       ->required();
   run->add_option("--variants", ra.variants,
                   "Replace the spec's variants: NAME or NAME:key=value,... (several values, or "
                   "names separated by commas; a bare name the spec lists keeps its grid)")
       ->expected(1, -1);
-  run->add_option("--lengths", ra.lengths, "Replace the lengths, e.g. 256,1024,4k")->expected(1, -1);
+  run->add_option("--lengths", ra.lengths, "Replace the lengths, e.g. 256,1024,4k")
+      ->expected(1, -1);
   run->add_option("--threads", ra.threads, "Replace the thread counts, e.g. 1,2 (0 = every core)")
       ->expected(1, -1);
   run->add_option("--seeds", ra.seeds, "Replace the seeds, e.g. 0,1,2")->expected(1, -1);
@@ -225,8 +229,9 @@ int main(int argc, char** argv) {
   // forward
   ForwardOptions fo;
   auto* forward = app.add_subcommand(
-      "forward", "Run one variant on Q, K, V from .npy or .safetensors files and write its output "
-                 "in the same format, shape and dtype");
+      "forward",
+      "Run one variant on Q, K, V from .npy or .safetensors files and write its output "
+      "in the same format, shape and dtype");
   forward->add_option("--variant", fo.variant, "NAME or NAME:key=value,...")->required();
   forward->add_option("--q", fo.q, "Queries: (n, d), (heads, n, d) or (batch, heads, n, d)")
       ->required();

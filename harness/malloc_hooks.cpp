@@ -4,11 +4,11 @@
 // Eigen allocates through malloc (not operator new), so replacing operator new would miss it.
 #include <malloc.h>
 
+#include <unistd.h>
 #include <atomic>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
-#include <unistd.h>
 
 #include "harness/heap.h"
 
@@ -35,8 +35,7 @@ inline void on_alloc(void* p) {
   const std::int64_t now = g_live.fetch_add(size, std::memory_order_relaxed) + size;
   g_allocations.fetch_add(1, std::memory_order_relaxed);
   std::int64_t peak = g_peak.load(std::memory_order_relaxed);
-  while (now > peak &&
-         !g_peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  while (now > peak && !g_peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
   }
 }
 
@@ -134,7 +133,9 @@ namespace attnbench::heap {
 bool accounting_enabled() { return true; }
 std::int64_t live_bytes() { return g_live.load(std::memory_order_relaxed); }
 std::int64_t peak_bytes() { return g_peak.load(std::memory_order_relaxed); }
-void reset_peak() { g_peak.store(g_live.load(std::memory_order_relaxed), std::memory_order_relaxed); }
+void reset_peak() {
+  g_peak.store(g_live.load(std::memory_order_relaxed), std::memory_order_relaxed);
+}
 std::uint64_t allocation_count() { return g_allocations.load(std::memory_order_relaxed); }
 
 }  // namespace attnbench::heap

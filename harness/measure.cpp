@@ -6,13 +6,13 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <tbb/global_control.h>
+#include <tbb/task_arena.h>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <new>
 #include <numeric>
-#include <tbb/global_control.h>
-#include <tbb/task_arena.h>
 
 #include "attention/metrics.h"
 #include "attention/reference.h"
@@ -91,7 +91,8 @@ void keep_freed_memory_in_process() {
   mallopt(M_ARENA_MAX, 1);
 }
 
-Json measure_configuration(const Config& c, const std::function<void(const std::string&)>& phase_fn) {
+Json measure_configuration(const Config& c,
+                           const std::function<void(const std::string&)>& phase_fn) {
   auto phase = [&](const char* name) {
     if (phase_fn) phase_fn(name);
   };
@@ -101,8 +102,11 @@ Json measure_configuration(const Config& c, const std::function<void(const std::
   rec["status"] = "ok";
   rec["params"] = c.params;
   rec["threads"] = c.threads;
-  Json memory = {{"setup_peak", nullptr},   {"forward_peak", nullptr}, {"peak_rss", nullptr},
-                 {"analytic", nullptr},     {"counted_at_malloc", heap::accounting_enabled()}};
+  Json memory = {{"setup_peak", nullptr},
+                 {"forward_peak", nullptr},
+                 {"peak_rss", nullptr},
+                 {"analytic", nullptr},
+                 {"counted_at_malloc", heap::accounting_enabled()}};
 
   auto finish = [&](const Failure& f) {
     rec["status"] = f.status;
@@ -127,8 +131,8 @@ Json measure_configuration(const Config& c, const std::function<void(const std::
       in.mask = KeyMask::from_lengths(p.n_k, lengths);
     }
     Tensor4 out(p.batch, p.heads, p.n_q, p.d_v);
-    memory["inputs"] = double(in.q.size() + in.k.size() + in.v.size() + out.size()) *
-                       double(sizeof(float));
+    memory["inputs"] =
+        double(in.q.size() + in.k.size() + in.v.size() + out.size()) * double(sizeof(float));
 
     // 2. The exact reference, on all cores before the variant exists (its rows stay allocated
     //    and so fall inside the baseline).
@@ -145,9 +149,9 @@ Json measure_configuration(const Config& c, const std::function<void(const std::
                               std::size_t(std::max(1, c.threads)));
     tbb::task_arena arena(std::max(1, c.threads));
     arena.initialize();
-    rec["threads"] = std::min<int>(arena.max_concurrency(),
-                                   int(tbb::global_control::active_value(
-                                       tbb::global_control::max_allowed_parallelism)));
+    rec["threads"] = std::min<int>(
+        arena.max_concurrency(),
+        int(tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism)));
 
     phase("setup");
     const std::int64_t baseline = heap::live_bytes();
@@ -163,8 +167,7 @@ Json measure_configuration(const Config& c, const std::function<void(const std::
     }
     memory["setup_peak"] = double(heap::peak_bytes() - baseline);
     rec["params"] = attn->resolved_params();
-    const Cost cost = info.cost ? info.cost(p, attn->params(), int(rec["threads"]))
-                                : Cost{0, 0};
+    const Cost cost = info.cost ? info.cost(p, attn->params(), int(rec["threads"])) : Cost{0, 0};
     memory["analytic"] = cost.memory_bytes;
     rec["flops"] = cost.flops;
 
@@ -189,8 +192,8 @@ Json measure_configuration(const Config& c, const std::function<void(const std::
     rec["diagnostics"] = attn->diagnostics();
     if (nonfinite > 0) {
       rec["time"] = {{"cold", cold}, {"setup", setup_time}};
-      return finish({"error", "output has " + std::to_string(nonfinite) +
-                                  " non-finite values (NaN or Inf)"});
+      return finish(
+          {"error", "output has " + std::to_string(nonfinite) + " non-finite values (NaN or Inf)"});
     }
 
     // 5. Steady-state timing with Google Benchmark.
@@ -217,7 +220,8 @@ Json measure_configuration(const Config& c, const std::function<void(const std::
     CollectingReporter reporter;
     arena.execute([&] { benchmark::RunSpecifiedBenchmarks(&reporter); });
     benchmark::ClearRegisteredBenchmarks();
-    if (!bench_error.empty()) return finish({"error", "forward failed while timed: " + bench_error});
+    if (!bench_error.empty())
+      return finish({"error", "forward failed while timed: " + bench_error});
     std::vector<double> reps;
     std::int64_t iterations = 0;
     for (const auto& r : reporter.runs_) {
@@ -257,7 +261,8 @@ int run_child(const std::string& config_json, int fd) {
   };
   keep_freed_memory_in_process();
   Config c = Config::from_json(Json::parse(config_json));
-  Json rec = measure_configuration(c, [&](const std::string& name) { write_line("phase " + name); });
+  Json rec =
+      measure_configuration(c, [&](const std::string& name) { write_line("phase " + name); });
   write_line("record " + rec.dump(-1, ' ', false, Json::error_handler_t::replace));
   return 0;
 }

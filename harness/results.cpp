@@ -1,12 +1,15 @@
 // The results JSONL file: context, appended records, reading for --resume.
 #include "harness/results.h"
 
-#include <CLI/Version.hpp>
-#include <Eigen/Core>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <CLI/Version.hpp>
+#include <Eigen/Core>
 
+#include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
+#include <tbb/version.h>
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -15,9 +18,6 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
-#include <tbb/parallel_for.h>
-#include <tbb/task_arena.h>
-#include <tbb/version.h>
 
 #include "attention/build_info.h"
 #include "attention/tensor.h"
@@ -49,9 +49,9 @@ std::string cpu_field(const std::string& key) {
 
 Json isa_flags() {
   static const std::vector<std::string> wanted = {
-      "sse4_2",      "avx",         "avx2",        "fma",        "f16c",       "avx512f",
-      "avx512dq",    "avx512cd",    "avx512bw",    "avx512vl",   "avx512_vnni", "avx512_bf16",
-      "avx512_fp16", "amx_tile",    "amx_bf16",    "amx_int8"};
+      "sse4_2",      "avx",      "avx2",     "fma",      "f16c",        "avx512f",
+      "avx512dq",    "avx512cd", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+      "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8"};
   std::istringstream flags(cpu_field("flags"));
   std::vector<std::string> have;
   std::string f;
@@ -88,8 +88,8 @@ double calibrate_gemm_gflops(int threads) {
   for (int rep = 0; rep < 4; ++rep) {  // the first is a warm-up of caches and pages
     const auto t0 = std::chrono::steady_clock::now();
     arena.execute([&] {
-      tbb::parallel_for(0, threads, [&](int t) { c[t].noalias() = a[t] * b[t]; },
-                        tbb::static_partitioner());
+      tbb::parallel_for(
+          0, threads, [&](int t) { c[t].noalias() = a[t] * b[t]; }, tbb::static_partitioner());
     });
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (rep > 0) best = std::max(best, 2.0 * double(kN) * kN * kN * threads / s * 1e-9);
@@ -183,13 +183,14 @@ ExistingRun read_results(const std::string& path) {
 ResultsWriter::ResultsWriter(const std::string& path, std::size_t truncate_to, bool existing)
     : path_(path) {
   fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw std::runtime_error(path + ": cannot open for writing: " + std::strerror(errno));
+  if (fd_ < 0)
+    throw std::runtime_error(path + ": cannot open for writing: " + std::strerror(errno));
   if (existing) {
     struct stat st {};
     if (::fstat(fd_, &st) == 0 && std::size_t(st.st_size) > truncate_to) {
       if (::ftruncate(fd_, off_t(truncate_to)) != 0) {
-        throw std::runtime_error(path + ": cannot drop the cut-short last line: " +
-                                 std::strerror(errno));
+        throw std::runtime_error(path +
+                                 ": cannot drop the cut-short last line: " + std::strerror(errno));
       }
     }
   }
@@ -203,8 +204,8 @@ void ResultsWriter::append(const Json& line) {
   const std::string s = line.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
   const ssize_t w = ::write(fd_, s.data(), s.size());
   if (w != ssize_t(s.size())) {
-    throw std::runtime_error(path_ + ": write failed: " +
-                             (w < 0 ? std::string(std::strerror(errno)) : "short write"));
+    throw std::runtime_error(
+        path_ + ": write failed: " + (w < 0 ? std::string(std::strerror(errno)) : "short write"));
   }
   ::fsync(fd_);
 }

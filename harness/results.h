@@ -21,8 +21,8 @@ Json make_context(const Json& resolved_spec, const std::vector<int>& gemm_thread
 double calibrate_gemm_gflops(int threads);
 
 struct ExistingRun {
-  Json context;                       // null when the file is empty
-  std::set<std::string> config_ids;   // records already written
+  Json context;                      // null when the file is empty
+  std::set<std::string> config_ids;  // records already written
   std::vector<Json> records;
   std::size_t valid_bytes = 0;        // length of the complete, parseable prefix
   std::vector<std::string> warnings;  // e.g. a truncated last line

@@ -32,7 +32,8 @@ volatile std::sig_atomic_t g_interrupted = 0;
 void on_interrupt(int) { g_interrupted = 1; }
 
 struct SignalGuard {
-  struct sigaction old_int {}, old_term {};
+  struct sigaction old_int {
+  }, old_term{};
   SignalGuard() {
     struct sigaction sa {};
     sa.sa_handler = on_interrupt;
@@ -128,7 +129,7 @@ ChildOutcome run_in_child(const std::string& executable, const Config& config) {
   const pid_t pid = fork();
   if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
-    setpgid(0, 0);  // its own group: a time-out kills everything it started
+    setpgid(0, 0);                     // its own group: a time-out kills everything it started
     prctl(PR_SET_PDEATHSIG, SIGKILL);  // dies with the parent, even a SIGKILLed parent
     if (getppid() != parent) _exit(126);
     if (proto[1] == 3) {
@@ -244,8 +245,8 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
     const std::string status = rec.value("status", "");
     if (status != "timeout" && status != "oom") return;
     const std::string series = rec.value("series_id", "");
-    const double size = double(rec.value("batch", 1)) * double(rec.value("n_q", 0)) *
-                        double(rec.value("n_k", 0));
+    const double size =
+        double(rec.value("batch", 1)) * double(rec.value("n_q", 0)) * double(rec.value("n_k", 0));
     auto it = failed_series.find(series);
     if (it == failed_series.end() || size < it->second.second) {
       failed_series[series] = {status + " at n=" + std::to_string(rec.value("n_q", 0)), size};
@@ -293,8 +294,7 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
   std::map<std::string, int> counts;
   const std::size_t already = total - remaining_to_run;
   if (already > 0) {
-    std::fprintf(stderr, "resuming: %zu of %zu configurations already recorded\n", already,
-                 total);
+    std::fprintf(stderr, "resuming: %zu of %zu configurations already recorded\n", already, total);
   }
 
   for (const auto& c : ex.configs) {
@@ -344,7 +344,8 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
     double analytic = -1;
     std::string analytic_note;
     try {
-      if (info.cost) analytic = info.cost(c.problem, ParamSet(c.variant, c.params), c.threads).memory_bytes;
+      if (info.cost)
+        analytic = info.cost(c.problem, ParamSet(c.variant, c.params), c.threads).memory_bytes;
     } catch (const std::exception& e) {
       analytic_note = e.what();
     }
@@ -354,8 +355,8 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
     if (ex.skip_longer_after_failure && failed != failed_series.end() &&
         size > failed->second.second) {
       rec["status"] = "skipped";
-      rec["message"] = "not started: a shorter length of this series ended with " +
-                       failed->second.first;
+      rec["message"] =
+          "not started: a shorter length of this series ended with " + failed->second.first;
     } else if (analytic >= 0 && analytic + io_bytes > c.memory_budget) {
       rec["status"] = "skipped";
       rec["message"] = "not started: analytic memory " + format_bytes(analytic + io_bytes) +
@@ -365,9 +366,10 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
       rec["memory"] = {{"analytic", analytic}};
     } else {
       if (analytic < 0 && !analytic_note.empty()) {
-        std::fprintf(stderr, "%swarning: %s: analytic memory unknown before setup (%s); "
-                     "the budget is not checked\n", tty ? "\n" : "", c.variant.c_str(),
-                     analytic_note.c_str());
+        std::fprintf(stderr,
+                     "%swarning: %s: analytic memory unknown before setup (%s); "
+                     "the budget is not checked\n",
+                     tty ? "\n" : "", c.variant.c_str(), analytic_note.c_str());
       }
       started = true;
       ChildOutcome out = run_in_child(exe, c);
@@ -412,7 +414,8 @@ int run_experiment(const Experiment& ex, const RunOptions& opts) {
     return 130;
   }
   std::fprintf(stderr, "finished %zu configurations in %s (%s)\n", total,
-               duration_text(elapsed).c_str(), summary.empty() ? "all recorded before" : summary.c_str());
+               duration_text(elapsed).c_str(),
+               summary.empty() ? "all recorded before" : summary.c_str());
   std::printf("results: %s\n", opts.out_path.c_str());
   return 0;
 }

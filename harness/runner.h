@@ -23,7 +23,7 @@ int run_experiment(const Experiment& experiment, const RunOptions& options);
 
 // The outcome of one child process.
 struct ChildOutcome {
-  Json record;          // the measured fields (status, message, time, memory, ...)
+  Json record;  // the measured fields (status, message, time, memory, ...)
   bool interrupted = false;
 };
 

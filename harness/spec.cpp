@@ -31,11 +31,28 @@ std::string index_path(const std::string& field, std::size_t i) {
   return field + "[" + std::to_string(i) + "]";
 }
 
-const std::vector<std::string> kTopFields = {
-    "name",    "description", "variants", "workloads",  "lengths",     "batch",
-    "heads",   "d",           "d_v",      "causal",     "key_padding", "scale",
-    "seeds",   "threads",     "repetitions", "min_time", "warmup_time", "timeout",
-    "memory_budget", "error", "calibrate_gemm", "skip_longer_after_failure"};
+const std::vector<std::string> kTopFields = {"name",
+                                             "description",
+                                             "variants",
+                                             "workloads",
+                                             "lengths",
+                                             "batch",
+                                             "heads",
+                                             "d",
+                                             "d_v",
+                                             "causal",
+                                             "key_padding",
+                                             "scale",
+                                             "seeds",
+                                             "threads",
+                                             "repetitions",
+                                             "min_time",
+                                             "warmup_time",
+                                             "timeout",
+                                             "memory_budget",
+                                             "error",
+                                             "calibrate_gemm",
+                                             "skip_longer_after_failure"};
 
 void check_fields(const Json& obj, const std::string& field,
                   const std::vector<std::string>& allowed) {
@@ -54,7 +71,8 @@ std::vector<T> list_of(const Json& value, const std::string& field, Check check)
   std::vector<T> out;
   if (value.is_array()) {
     if (value.empty()) fail(field, "expected a non-empty list");
-    for (std::size_t i = 0; i < value.size(); ++i) out.push_back(check(value[i], index_path(field, i)));
+    for (std::size_t i = 0; i < value.size(); ++i)
+      out.push_back(check(value[i], index_path(field, i)));
   } else {
     out.push_back(check(value, field));
   }
@@ -62,9 +80,9 @@ std::vector<T> list_of(const Json& value, const std::string& field, Check check)
 }
 
 Index integer(const Json& v, const std::string& field, Index min, Index max) {
-  const bool integral = v.is_number_integer() ||
-                        (v.is_number_float() && std::isfinite(v.get<double>()) &&
-                         v.get<double>() == std::floor(v.get<double>()));
+  const bool integral =
+      v.is_number_integer() || (v.is_number_float() && std::isfinite(v.get<double>()) &&
+                                v.get<double>() == std::floor(v.get<double>()));
   if (!integral) fail(field, "expected an integer, got " + v.dump());
   const double x = v.get<double>();
   if (x < double(min) || x > double(max)) {
@@ -82,8 +100,8 @@ double number(const Json& v, const std::string& field, double min, double max,
   const double x = v.get<double>();
   if (x < min || x > max || (min_exclusive && x == min)) {
     std::ostringstream os;
-    os << "expected a number in " << (min_exclusive ? "(" : "[") << min << ", " << max
-       << "], got " << v.dump();
+    os << "expected a number in " << (min_exclusive ? "(" : "[") << min << ", " << max << "], got "
+       << v.dump();
     fail(field, os.str());
   }
   return x;
@@ -262,16 +280,15 @@ std::vector<VariantPoint> expand_variant_entry(const Json& raw, const std::strin
   for (const auto& name : names) {
     const VariantInfo* info = Registry::instance().find(name);
     if (info == nullptr) {
-      const std::string msg = "unknown variant '" + name + "'; registered variants: " +
-                              join(Registry::instance().names());
+      const std::string msg = "unknown variant '" + name +
+                              "'; registered variants: " + join(Registry::instance().names());
       if (!lenient) fail(field + ".name", msg);
       warnings.push_back(field + ": variant '" + name + "' is not registered; skipped");
       continue;
     }
     try {
-      auto points = expand_params(entry, field, [&](const Json& p) {
-        return resolve_variant_params(name, p).json();
-      });
+      auto points = expand_params(
+          entry, field, [&](const Json& p) { return resolve_variant_params(name, p).json(); });
       Json resolved = {{"name", name}};
       if (entry.contains("params")) resolved["params"] = entry.at("params");
       if (entry.contains("grid")) resolved["grid"] = entry.at("grid");
@@ -288,8 +305,7 @@ std::vector<VariantPoint> expand_variant_entry(const Json& raw, const std::strin
 }
 
 std::vector<WorkloadPoint> expand_workload_entry(const Json& raw, const std::string& field,
-                                                 bool lenient,
-                                                 std::vector<std::string>& warnings,
+                                                 bool lenient, std::vector<std::string>& warnings,
                                                  Json& resolved_entries) {
   Json entry;
   if (raw.is_string()) {
@@ -376,11 +392,20 @@ double parse_bytes(const Json& value, const std::string& field) {
     fail(field, "expected bytes such as 8GiB, 512MiB, 1e9 or auto, got " + value.dump());
   }
   const std::string unit = s.substr(pos);
-  static const std::map<std::string, double> units = {
-      {"", 1},           {"B", 1},          {"K", 1024.0},       {"KB", 1e3},
-      {"KiB", 1024.0},   {"M", 1048576.0},  {"MB", 1e6},         {"MiB", 1048576.0},
-      {"G", 1073741824.0}, {"GB", 1e9},     {"GiB", 1073741824.0}, {"T", 1099511627776.0},
-      {"TB", 1e12},      {"TiB", 1099511627776.0}};
+  static const std::map<std::string, double> units = {{"", 1},
+                                                      {"B", 1},
+                                                      {"K", 1024.0},
+                                                      {"KB", 1e3},
+                                                      {"KiB", 1024.0},
+                                                      {"M", 1048576.0},
+                                                      {"MB", 1e6},
+                                                      {"MiB", 1048576.0},
+                                                      {"G", 1073741824.0},
+                                                      {"GB", 1e9},
+                                                      {"GiB", 1073741824.0},
+                                                      {"T", 1099511627776.0},
+                                                      {"TB", 1e12},
+                                                      {"TiB", 1099511627776.0}};
   const auto it = units.find(unit);
   if (it == units.end() || !(x > 0) || !std::isfinite(x)) {
     fail(field, "expected bytes such as 8GiB, 512MiB, 1e9 or auto, got " + value.dump());
@@ -503,8 +528,9 @@ Experiment build_experiment(Json spec, const std::string& source, bool lenient,
       bool kept = false;
       if (vs.params.empty() && spec.contains("variants") && spec["variants"].is_array()) {
         for (const auto& entry : spec["variants"]) {
-          const bool same = (entry.is_string() && parse_variant_spec(entry.get<std::string>()).name == vs.name) ||
-                            (entry.is_object() && entry.value("name", "") == vs.name);
+          const bool same =
+              (entry.is_string() && parse_variant_spec(entry.get<std::string>()).name == vs.name) ||
+              (entry.is_object() && entry.value("name", "") == vs.name);
           if (same) {
             list.push_back(entry);
             kept = true;
@@ -549,11 +575,11 @@ Experiment build_experiment(Json spec, const std::string& source, bool lenient,
     for (Index x : list_of<Index>(spec["d_v"], "d_v", positive(1 << 16))) dvs.push_back(x);
   }
   const auto causals = list_of<bool>(spec.value("causal", Json(false)), "causal", boolean);
-  const auto paddings = list_of<double>(
-      spec.value("key_padding", Json(false)), "key_padding", [](const Json& v, const std::string& f) {
-        if (v.is_boolean()) return v.get<bool>() ? 0.25 : 0.0;
-        return number(v, f, 0.0, 1.0);
-      });
+  const auto paddings = list_of<double>(spec.value("key_padding", Json(false)), "key_padding",
+                                        [](const Json& v, const std::string& f) {
+                                          if (v.is_boolean()) return v.get<bool>() ? 0.25 : 0.0;
+                                          return number(v, f, 0.0, 1.0);
+                                        });
   const double scale = spec.contains("scale") ? number(spec["scale"], "scale", 0, 1e6) : 0.0;
   const auto seeds = list_of<std::uint64_t>(
       spec.value("seeds", Json(0)), "seeds", [](const Json& v, const std::string& f) {
@@ -574,7 +600,8 @@ Experiment build_experiment(Json spec, const std::string& source, bool lenient,
   if (spec.contains("repetitions")) {
     timing.repetitions = int(integer(spec["repetitions"], "repetitions", 1, 1000));
   }
-  if (spec.contains("min_time")) timing.min_time = number(spec["min_time"], "min_time", 0, 3600, true);
+  if (spec.contains("min_time"))
+    timing.min_time = number(spec["min_time"], "min_time", 0, 3600, true);
   if (spec.contains("warmup_time")) {
     timing.warmup_time = number(spec["warmup_time"], "warmup_time", 0, 3600);
   }

@@ -45,10 +45,10 @@ struct Config {
   int threads = 1;  // oneTBB threads (a spec's 0 is resolved to the core count)
   TimingOptions timing;
   ErrorOptions error;
-  double timeout = 600.0;       // seconds, whole child process
-  double memory_budget = 0.0;   // bytes; analytic memory + inputs/outputs above it: skipped
-  std::string id;               // config_id: hash of identity()
-  std::string series_id;        // hash of identity() without the lengths
+  double timeout = 600.0;      // seconds, whole child process
+  double memory_budget = 0.0;  // bytes; analytic memory + inputs/outputs above it: skipped
+  std::string id;              // config_id: hash of identity()
+  std::string series_id;       // hash of identity() without the lengths
 
   // What makes two configurations the same measurement (the --resume key).
   Json identity() const;

@@ -86,7 +86,7 @@ class TestAlloc final : public Attention {
         kept_(static_cast<std::size_t>(params.get_int("setup_bytes")), 1) {}
 
  protected:
-  void compute(const Tensor4&, const Tensor4& , const Tensor4& v, Tensor4& out,
+  void compute(const Tensor4&, const Tensor4&, const Tensor4& v, Tensor4& out,
                const KeyMask& mask) override {
     std::vector<char> scratch(static_cast<std::size_t>(params_.get_int("forward_bytes")), 1);
     uniform_attention(problem(), v, out, mask);
@@ -166,9 +166,9 @@ ATTNBENCH_REGISTER_VARIANT(test_alloc) {
   info.make = make_factory<TestAlloc>();
   info.cost = [](const Problem& p, const ParamSet& s, int) {
     const double analytic = s.get_double("analytic_bytes");
-    return Cost{double(p.batch * p.heads) * double(p.n_q) * double(p.n_k) * double(p.d_v),
-                analytic >= 0 ? analytic
-                              : double(s.get_int("setup_bytes") + s.get_int("forward_bytes"))};
+    return Cost{
+        double(p.batch * p.heads) * double(p.n_q) * double(p.n_k) * double(p.d_v),
+        analytic >= 0 ? analytic : double(s.get_int("setup_bytes") + s.get_int("forward_bytes"))};
   };
   return info;
 }

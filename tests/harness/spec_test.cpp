@@ -116,7 +116,8 @@ TEST(Spec, EveryErrorNamesItsField) {
       {R"({"variants": ["flash:blockq=4"]})", "\"variants[0].params.blockq\""},
       {R"({"variants": [{"name": "flash", "grid": {"block_k": [8, -1]}}]})",
        "\"variants[0].grid.block_k[1]\""},
-      {R"({"variants": [{"name": "flash", "grid": {"block_k": 8}}]})", "\"variants[0].grid.block_k\""},
+      {R"({"variants": [{"name": "flash", "grid": {"block_k": 8}}]})",
+       "\"variants[0].grid.block_k\""},
       {R"({"variants": [{"name": "flash", "sizes": 1}]})", "\"variants[0].sizes\""},
       {R"({"variants": []})", "\"variants\""},
       {R"({"variants": [{"family": "no_family"}]})", "\"variants[0].family\""},
@@ -159,7 +160,8 @@ TEST(Spec, EveryErrorNamesItsField) {
 
 TEST(Spec, PresetsSkipMissingVariantsWithAWarning) {
   Json spec = base_spec();
-  spec["variants"] = {"full", "not_registered_yet", {{"name", "flash"}, {"params", {{"block_q", 0}}}}};
+  spec["variants"] = {
+      "full", "not_registered_yet", {{"name", "flash"}, {"params", {{"block_q", 0}}}}};
   spec["workloads"] = {"gaussian", "not_available_yet"};
   const Experiment ex = build_experiment(spec, "preset", /*lenient=*/true, {});
   EXPECT_EQ(ex.configs.size(), 2u);
