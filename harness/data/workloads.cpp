@@ -301,7 +301,7 @@ std::string stats_text(const std::vector<StatRange>& ranges, const std::string& 
     return s;
   };
   std::string text = "At n = " + std::to_string(kStatsN) + ", d = " + std::to_string(kStatsD) +
-                     ", defaults, theory (documented range): ";
+                     ", defaults, theory (documented range; harness/data/workload_theory.py): ";
   for (std::size_t i = 0; i < ranges.size(); ++i) {
     const auto& r = ranges[i];
     text += (i ? "; " : "") + label(r.stat) + " " + format_number(r.theory) + " [" +
@@ -350,7 +350,7 @@ std::vector<Entry> make_catalog() {
   {
     std::vector<StatRange> r = {{"entropy_ratio", 0.573, 0.54, 0.61},
                                 {"n_eff_ratio", 0.0442, 0.036, 0.053},
-                                {"max_weight", 0.0564, 0.045, 0.07}};
+                                {"max_weight", 0.0559, 0.045, 0.07}};
     c.push_back(
         {{"clustered",
           "C centres μ_c ~ N(0, I) shared by queries and keys; k_j = a·μ_c(j) + σ·ε and q_i = "
@@ -429,10 +429,10 @@ std::vector<Entry> make_catalog() {
          true});
   }
   {
-    std::vector<StatRange> r = {{"entropy_ratio", 0.167, 0.13, 0.21},
-                                {"n_eff_ratio", 0.0156, 0.011, 0.021},
-                                {"max_weight", 0.847, 0.81, 0.88},
-                                {"sink_weight", 0.847, 0.81, 0.88}};
+    std::vector<StatRange> r = {{"entropy_ratio", 0.163, 0.13, 0.20},
+                                {"n_eff_ratio", 0.0145, 0.011, 0.019},
+                                {"max_weight", 0.851, 0.81, 0.89},
+                                {"sink_weight", 0.851, 0.81, 0.89}};
     c.push_back(
         {{"sink",
           "Attention sink: Gaussian q_i and k_j plus a shared unit direction u per head: q_i "
@@ -447,7 +447,7 @@ std::vector<Entry> make_catalog() {
           stats_text(r,
                      "Theory: the sink logit is γ(β + z), z ~ N(0, 1), against n − 1 logits "
                      "N(0, 1 + β²/d), so p_i0 ≈ 1/(1 + (n − 1)·e^{(1+β²/d)/2 − γ(β+z)}), "
-                     "whose mean is 0.85."),
+                     "whose mean is 0.85 (§8 measured 0.85, n_eff/n 0.015)."),
           r,
           ""},
          gen_sink,
