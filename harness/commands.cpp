@@ -85,14 +85,7 @@ int list_command(const std::string& what, bool json) {
     }
     if (all || what == "workloads") {
       out["workloads"] = Json::array();
-      for (const auto& w : workload_catalog()) {
-        Json params = Json::array();
-        for (const auto& p : w.params) params.push_back(p.describe());
-        out["workloads"].push_back({{"name", w.name},
-                                    {"summary", w.summary},
-                                    {"params", params},
-                                    {"expected_stats", w.expected_stats}});
-      }
+      for (const auto& w : workload_catalog()) out["workloads"].push_back(describe_workload(w));
     }
     std::cout << out.dump(2) << "\n";
     return 0;
@@ -141,7 +134,11 @@ int list_command(const std::string& what, bool json) {
       if (!w.expected_stats.empty()) {
         std::printf("      attention statistics: %s\n", w.expected_stats.c_str());
       }
-      print_params(w.params, "      ");
+      if (w.params_doc.empty()) {
+        print_params(w.params, "      ");
+      } else {
+        std::printf("      parameters: %s\n", w.params_doc.c_str());
+      }
     }
   }
   return 0;

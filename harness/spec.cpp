@@ -169,6 +169,7 @@ struct VariantPoint {
 struct WorkloadPoint {
   std::string name;
   Json params;
+  std::optional<Problem> shape;  // the files workload: the geometry of its tensors
 };
 
 // Validates one entry's "params" and "grid" against `check(params_json)` (which throws
@@ -330,7 +331,18 @@ std::vector<WorkloadPoint> expand_workload_entry(const Json& raw, const std::str
     auto points = expand_params(
         entry, field, [&](const Json& p) { return resolve_workload_params(name, p).json(); });
     resolved_entries.push_back(entry);
-    for (auto& [spec_params, params] : points) out.push_back({name, params});
+    for (auto& [spec_params, params] : points) {
+      WorkloadPoint wp{name, params, std::nullopt};
+      if (name == "files") {
+        // The tensors fix the geometry: the spec's lengths, batch, heads and d do not apply.
+        try {
+          wp.shape = files_problem(resolve_workload_params(name, params));
+        } catch (const std::exception& e) {
+          fail(field + ".params", e.what());
+        }
+      }
+      out.push_back(std::move(wp));
+    }
   } catch (const SpecError& e) {
     if (!lenient) throw;
     warnings.push_back(std::string(e.what()) + "; workload '" + name + "' skipped");
@@ -559,16 +571,16 @@ Experiment build_experiment(Json spec, const std::string& source, bool lenient,
   if (!spec["variants"].is_array() || spec["variants"].empty()) {
     fail(variants_field, "expected a non-empty list of variants");
   }
-  if (!spec.contains("lengths")) fail("lengths", "required (a list of sequence lengths)");
-
   auto positive = [](Index max) {
     return [max](const Json& v, const std::string& f) { return integer(v, f, 1, max); };
   };
-  const auto lengths = list_of<Length>(spec["lengths"], "lengths", length_entry);
+  // lengths and d may be left out when every workload reads its tensors from files.
+  const bool has_lengths = spec.contains("lengths"), has_d = spec.contains("d");
+  const auto lengths =
+      list_of<Length>(has_lengths ? spec["lengths"] : Json(1), "lengths", length_entry);
   const auto batches = list_of<Index>(spec.value("batch", Json(1)), "batch", positive(1 << 20));
   const auto heads = list_of<Index>(spec.value("heads", Json(1)), "heads", positive(1 << 20));
-  if (!spec.contains("d")) fail("d", "required (head dimension, or a list)");
-  const auto ds = list_of<Index>(spec["d"], "d", positive(1 << 16));
+  const auto ds = list_of<Index>(has_d ? spec["d"] : Json(1), "d", positive(1 << 16));
   std::vector<std::optional<Index>> dvs = {std::nullopt};
   if (spec.contains("d_v") && !spec["d_v"].is_null()) {
     dvs.clear();
@@ -645,6 +657,10 @@ Experiment build_experiment(Json spec, const std::string& source, bool lenient,
                                      resolved_workloads);
     workloads.insert(workloads.end(), pts.begin(), pts.end());
   }
+  bool generated = false;
+  for (const auto& w : workloads) generated = generated || !w.shape;
+  if (generated && !has_lengths) fail("lengths", "required (a list of sequence lengths)");
+  if (generated && !has_d) fail("d", "required (head dimension, or a list)");
   if (variants.empty()) fail(variants_field, "no variant left to run");
   if (workloads.empty()) fail("workloads", "no workload left to run");
 
@@ -715,6 +731,14 @@ Experiment build_experiment(Json spec, const std::string& source, bool lenient,
                         c.problem.causal = causal;
                         c.problem.key_padding = pad > 0;
                         c.problem.scale = scale;
+                        if (w.shape) {
+                          c.problem.batch = w.shape->batch;
+                          c.problem.heads = w.shape->heads;
+                          c.problem.n_q = w.shape->n_q;
+                          c.problem.n_k = w.shape->n_k;
+                          c.problem.d = w.shape->d;
+                          c.problem.d_v = w.shape->d_v;
+                        }
                         c.padding = pad;
                         c.workload = w.name;
                         c.workload_params = w.params;
