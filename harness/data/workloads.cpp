@@ -14,6 +14,7 @@
 
 #include "attention/random.h"
 #include "harness/data/tensor_io.h"
+#include "harness/data/ziggurat.h"
 
 namespace attnbench {
 namespace {
@@ -34,9 +35,11 @@ Rng head_rng(std::uint64_t seed, StreamTag tag, Index b, Index h) {
                               p.to_string() + ")");
 }
 
+double gauss(Rng& rng) { return Ziggurat::normal(rng); }
+
 void fill_normal(Rng& rng, MatMap m, double scale) {
   for (Index i = 0; i < m.rows(); ++i) {
-    for (Index c = 0; c < m.cols(); ++c) m(i, c) = float(scale * rng.normal());
+    for (Index c = 0; c < m.cols(); ++c) m(i, c) = float(scale * gauss(rng));
   }
 }
 
@@ -79,12 +82,12 @@ void gen_clustered(HeadTask& t) {
   Rng rs = t.rng(kStreamShared);
   RowMatrixD centres(clusters, d);
   for (Index c = 0; c < clusters; ++c) {
-    for (Index l = 0; l < d; ++l) centres(c, l) = rs.normal();
+    for (Index l = 0; l < d; ++l) centres(c, l) = gauss(rs);
   }
   auto fill = [&](Rng& rng, MatMap m) {
     for (Index i = 0; i < m.rows(); ++i) {
       const Index c = Index(rng.uniform_int(std::uint64_t(clusters)));
-      for (Index l = 0; l < d; ++l) m(i, l) = float(a * centres(c, l) + sigma * rng.normal());
+      for (Index l = 0; l < d; ++l) m(i, l) = float(a * centres(c, l) + sigma * gauss(rng));
     }
   };
   Rng rq = t.rng(kStreamQ);
@@ -119,13 +122,28 @@ void gen_local_decay(HeadTask& t) {
   Rng rs = t.rng(kStreamShared);
   std::vector<double> phase(features);
   for (auto& ph : phase) ph = 2.0 * std::numbers::pi * rs.uniform();
+  // cos and sin advance by a rotation per row (2 multiply-adds instead of 2 libm calls); they
+  // are recomputed exactly every kAnchor rows, so the drift stays below ~kAnchor·eps in double.
+  constexpr Index kAnchor = 256;
+  std::vector<double> cs(features), sn(features), rot_c(features), rot_s(features);
+  for (Index f = 0; f < features; ++f) {
+    rot_c[f] = std::cos(omega[f]);
+    rot_s[f] = std::sin(omega[f]);
+  }
   auto fill = [&](MatMap m, Index offset) {
     for (Index i = 0; i < m.rows(); ++i) {
-      const double pos = double(i + offset);
       for (Index f = 0; f < features; ++f) {
-        const double x = omega[f] * pos + phase[f];
-        m(i, 2 * f) = float(c * std::cos(x));
-        m(i, 2 * f + 1) = float(c * std::sin(x));
+        if (i % kAnchor == 0) {
+          const double x = omega[f] * double(i + offset) + phase[f];
+          cs[f] = std::cos(x);
+          sn[f] = std::sin(x);
+        } else {
+          const double c_next = cs[f] * rot_c[f] - sn[f] * rot_s[f];
+          sn[f] = sn[f] * rot_c[f] + cs[f] * rot_s[f];
+          cs[f] = c_next;
+        }
+        m(i, 2 * f) = float(c * cs[f]);
+        m(i, 2 * f + 1) = float(c * sn[f]);
       }
       if (d % 2) m(i, d - 1) = 0.0f;
     }
@@ -143,7 +161,7 @@ void gen_local_decay(HeadTask& t) {
 RowMatrixD random_orthonormal(Rng& rng, Index d, Index r) {
   Eigen::MatrixXd g(d, r);
   for (Index i = 0; i < d; ++i) {
-    for (Index c = 0; c < r; ++c) g(i, c) = rng.normal();
+    for (Index c = 0; c < r; ++c) g(i, c) = gauss(rng);
   }
   Eigen::HouseholderQR<Eigen::MatrixXd> qr(g);
   Eigen::MatrixXd basis = qr.householderQ() * Eigen::MatrixXd::Identity(d, r);
@@ -171,10 +189,10 @@ void gen_low_rank(HeadTask& t) {
   Eigen::VectorXd a(std::max<Index>(rank, 1)), base(d);
   auto draw = [&](Rng& rng, Eigen::Ref<Eigen::VectorXd> out) {
     if (rank > 0) {
-      for (Index l = 0; l < rank; ++l) a(l) = rng.normal();
+      for (Index l = 0; l < rank; ++l) a(l) = gauss(rng);
       out = c * (basis * a.head(rank));
     } else {
-      for (Index l = 0; l < d; ++l) out(l) = rng.normal();
+      for (Index l = 0; l < d; ++l) out(l) = gauss(rng);
     }
   };
   auto fill = [&](Rng& rng, MatMap m, double scale) {
@@ -194,7 +212,7 @@ void gen_low_rank(HeadTask& t) {
         draw(rng, base);
       }
       for (Index l = 0; l < d; ++l) {
-        const double noise = eta > 0 ? eta * rng.normal() : 0.0;
+        const double noise = eta > 0 ? eta * gauss(rng) : 0.0;
         m(i, l) = float(scale * (base(l) + noise));
       }
     }
@@ -216,11 +234,11 @@ void gen_sink(HeadTask& t) {
   const Index d = t.p.d;
   Rng rs = t.rng(kStreamShared);
   Eigen::VectorXd u(d);
-  for (Index l = 0; l < d; ++l) u(l) = rs.normal();
+  for (Index l = 0; l < d; ++l) u(l) = gauss(rs);
   u /= u.norm();
   Rng rq = t.rng(kStreamQ), rk = t.rng(kStreamK);
   for (Index i = 0; i < t.q.rows(); ++i) {
-    for (Index l = 0; l < d; ++l) t.q(i, l) = float(rq.normal() + beta * u(l));
+    for (Index l = 0; l < d; ++l) t.q(i, l) = float(gauss(rq) + beta * u(l));
   }
   fill_normal(rk, t.k, 1.0);
   const double norm = gamma * std::sqrt(double(d));
@@ -236,7 +254,7 @@ void gen_small_norm(HeadTask& t) {
     Eigen::VectorXd g(d);
     for (Index i = 0; i < m.rows(); ++i) {
       do {
-        for (Index l = 0; l < d; ++l) g(l) = rng.normal();
+        for (Index l = 0; l < d; ++l) g(l) = gauss(rng);
       } while (g.squaredNorm() == 0.0);
       g *= radius / g.norm();
       for (Index l = 0; l < d; ++l) m(i, l) = float(g(l));
@@ -260,14 +278,14 @@ void gen_values(const std::string& kind, Rng& rng, ConstMatMap k, MatMap v) {
   }
   RowMatrixD x(n, dv);
   if (kind == "random_walk") {
-    for (Index c = 0; c < dv; ++c) x(0, c) = rng.normal();
+    for (Index c = 0; c < dv; ++c) x(0, c) = gauss(rng);
     for (Index j = 1; j < n; ++j) {
-      for (Index c = 0; c < dv; ++c) x(j, c) = x(j - 1, c) + rng.normal();
+      for (Index c = 0; c < dv; ++c) x(j, c) = x(j - 1, c) + gauss(rng);
     }
   } else {  // key_linear
     RowMatrixD w(d, dv);
     for (Index l = 0; l < d; ++l) {
-      for (Index c = 0; c < dv; ++c) w(l, c) = rng.normal();
+      for (Index c = 0; c < dv; ++c) w(l, c) = gauss(rng);
     }
     x = k.cast<double>() * w;
   }

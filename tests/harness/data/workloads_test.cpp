@@ -7,6 +7,7 @@
 
 #include <Eigen/QR>
 #include <Eigen/SVD>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <numbers>
@@ -18,6 +19,7 @@
 #include "attention/reference.h"
 #include "harness/data/tensor_io.h"
 #include "harness/data/workloads.h"
+#include "harness/data/ziggurat.h"
 #include "tests/harness/data/test_files.h"
 #include "tests/testing/test_util.h"
 
@@ -61,6 +63,79 @@ void expect_invalid(Fn fn, const std::vector<std::string>& parts) {
       EXPECT_NE(msg.find(part), std::string::npos) << "message: " << msg << "\nmissing: " << part;
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The normal sampler every generator uses
+
+double normal_cdf(double x) { return 0.5 * std::erfc(-x / std::sqrt(2.0)); }
+
+TEST(Ziggurat, DrawsAreStandardNormal) {
+  constexpr Index kDraws = 1'000'000;
+  Rng rng(2024, 5);
+  std::vector<double> x(kDraws);
+  for (auto& v : x) v = Ziggurat::normal(rng);
+  double m1 = 0, m2 = 0, m4 = 0;
+  for (double v : x) {
+    m1 += v;
+    m2 += v * v;
+    m4 += v * v * v * v;
+  }
+  m1 /= kDraws;
+  m2 /= kDraws;
+  m4 /= kDraws;
+  // 5 standard errors: 1/sqrt(n), sqrt(2/n), sqrt(96/n).
+  EXPECT_NEAR(m1, 0.0, 5.0 / 1000.0);
+  EXPECT_NEAR(m2, 1.0, 5.0 * std::sqrt(2.0) / 1000.0);
+  EXPECT_NEAR(m4, 3.0, 5.0 * std::sqrt(96.0) / 1000.0);
+  // Chi-square over 400 bins of width 0.025 on [-5, 5] plus the two tails (every bin expects
+  // more than 5 draws): mean = dof = 401, standard deviation sqrt(2 dof); fail beyond 6 of them.
+  constexpr int kBins = 400;
+  std::vector<double> count(kBins + 2, 0.0);
+  for (double v : x) {
+    const int b = v < -5.0   ? 0
+                  : v >= 5.0 ? kBins + 1
+                             : 1 + std::min(kBins - 1, int((v + 5.0) / 0.025));
+    count[b] += 1;
+  }
+  double chi2 = 0;
+  for (int b = 0; b < kBins + 2; ++b) {
+    const double lo = b == 0 ? -INFINITY : -5.0 + 0.025 * (b - 1);
+    const double hi = b == kBins + 1 ? INFINITY : -5.0 + 0.025 * b;
+    const double expected =
+        kDraws * ((b == kBins + 1 ? 1.0 : normal_cdf(hi)) - (b == 0 ? 0.0 : normal_cdf(lo)));
+    chi2 += (count[b] - expected) * (count[b] - expected) / expected;
+  }
+  EXPECT_LT(chi2, 401.0 + 6.0 * std::sqrt(2.0 * 401.0));
+  // Kolmogorov-Smirnov: the 0.1% critical value is 1.95/sqrt(n).
+  std::sort(x.begin(), x.end());
+  double ks = 0;
+  for (Index i = 0; i < kDraws; ++i) {
+    const double f = normal_cdf(x[i]);
+    ks = std::max({ks, std::fabs(f - double(i) / kDraws), std::fabs(double(i + 1) / kDraws - f)});
+  }
+  EXPECT_LT(ks, 1.95 / 1000.0);
+  // The tail beyond R (the ziggurat's separate branch) has the right mass: 2 Q(R) n ~ 258 draws.
+  const double tail = 2.0 * (1.0 - normal_cdf(Ziggurat::kR)) * kDraws;
+  const double beyond = double(
+      std::count_if(x.begin(), x.end(), [](double v) { return std::fabs(v) > Ziggurat::kR; }));
+  EXPECT_NEAR(beyond, tail, 5.0 * std::sqrt(tail));
+  // ... and the right shape: E[|x| - R | |x| > R] = phi(R)/Q(R) - R (about 0.25).
+  double excess = 0, excess2 = 0;
+  for (double v : x) {
+    if (std::fabs(v) > Ziggurat::kR) {
+      excess += std::fabs(v) - Ziggurat::kR;
+      excess2 += (std::fabs(v) - Ziggurat::kR) * (std::fabs(v) - Ziggurat::kR);
+    }
+  }
+  excess /= beyond;
+  const double sd = std::sqrt(excess2 / beyond - excess * excess);
+  const double phi =
+      std::exp(-0.5 * Ziggurat::kR * Ziggurat::kR) / std::sqrt(2.0 * std::numbers::pi);
+  EXPECT_NEAR(excess, phi / (1.0 - normal_cdf(Ziggurat::kR)) - Ziggurat::kR,
+              5.0 * sd / std::sqrt(beyond));
+  EXPECT_GT(x.back(), 4.0);
+  EXPECT_LT(x.front(), -4.0);
 }
 
 // ---------------------------------------------------------------------------------------------
