@@ -15,6 +15,12 @@ const std::vector<std::string> kExpectedVariants = {
     "flash",
 
     // sparse
+    "window",
+    "local_blocks",
+    "strided",
+    "fixed",
+    "bigbird",
+    "longformer",
 
     // lsh
 
