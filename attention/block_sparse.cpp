@@ -641,7 +641,7 @@ void BlockSparseAttention::set_layouts(Layouts layouts) {
   }
   lse_.assign(first.components.size() > 1 ? p.batch * p.heads * p.n_q : 0, 0.0f);
   const Index b = first.block, R = run_cols_;
-  workspaces_ = WorkspacePool<Workspace>([&] {
+  workspaces_ = std::make_unique<WorkspacePool<Workspace>>([&] {
     Workspace w;
     w.s.assign(b * R, 0.0f);
     w.m.assign(b, 0.0f);
@@ -842,7 +842,7 @@ void BlockSparseAttention::compute(const Tensor4& q, const Tensor4& k, const Ten
     const Index global_tasks = comp == 0 ? p.batch * global_tile_start_[p.heads] : 0;
     tbb::parallel_for(
         tbb::blocked_range<Index>(0, main_tasks + global_tasks, 1), [&](const auto& range) {
-          Workspace& w = workspaces_.local();
+          Workspace& w = workspaces_->local();
           for (Index task = range.begin(); task < range.end(); ++task) {
             if (task < main_tasks) {
               const Index bh = task / nt, b = bh / p.heads, h = bh % p.heads;

@@ -222,7 +222,7 @@ class BlockSparseAttention : public Attention {
   std::vector<std::vector<Index>> global_queries_;  // per head: query indices of global rows
   std::vector<Index> global_tile_start_;  // per head, + total: first global-row tile of the head
   std::vector<float> lse_;                   // (batch, heads, n_q) for multi-component layouts
-  WorkspacePool<Workspace> workspaces_;
+  std::unique_ptr<WorkspacePool<Workspace>> workspaces_;  // made in set_layouts()
 };
 
 // Row tiles of a component of dilation δ (exposed for the work count and tests).
