@@ -11,12 +11,14 @@ namespace {
 // One name per variant file. Adding a variant adds its name here.
 const std::vector<std::string> kExpectedVariants = {
     // exact
-    "full", "flash",
+    "full",
+    "flash",
 
     // sparse
 
     // lsh
-    "reformer", "reformer_qk",
+    "reformer",
+    "reformer_qk",
 
     // hierarchical
 
