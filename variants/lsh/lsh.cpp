@@ -153,37 +153,30 @@ namespace {
 
 constexpr Index kHashTile = 64;  // rows per hashing GEMM
 
-// argmax over [u, -u] (2 m entries), ties to the lowest index: the first maximum of u wins a tie
-// against the first maximum of -u because it comes first.
+// argmax over [u, -u] (2 m entries), ties to the lowest index. The maximum of [u, -u] is
+// M = max |u_k|; its first position is the first k with u_k = M if there is one (the first half
+// comes first), else m + the first k with u_k = -M.
 inline std::int32_t antipodal_argmax(const float* u, Index m) {
-  float vmax = u[0], vmin = u[0];
+  float top = std::fabs(u[0]);
   Index k = 1;
 #ifdef ATTNBENCH_LSH_AVX2
   if (m >= 8) {
-    __m256 mx = _mm256_loadu_ps(u), mn = mx;
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 mx = _mm256_and_ps(_mm256_loadu_ps(u), abs_mask);
     for (k = 8; k + 8 <= m; k += 8) {
-      const __m256 x = _mm256_loadu_ps(u + k);
-      mx = _mm256_max_ps(mx, x);
-      mn = _mm256_min_ps(mn, x);
+      mx = _mm256_max_ps(mx, _mm256_and_ps(_mm256_loadu_ps(u + k), abs_mask));
     }
-    alignas(32) float bx[8], bn[8];
-    _mm256_store_ps(bx, mx);
-    _mm256_store_ps(bn, mn);
-    vmax = *std::max_element(bx, bx + 8);
-    vmin = *std::min_element(bn, bn + 8);
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+    top = _mm_cvtss_f32(h);
   }
 #endif
-  for (; k < m; ++k) {
-    vmax = std::max(vmax, u[k]);
-    vmin = std::min(vmin, u[k]);
-  }
-  // First positions of the extremes (a NaN extreme matches nothing: bucket 0).
-  Index imax = 0, imin = 0;
-  while (imax < m && !(u[imax] == vmax)) ++imax;
-  while (imin < m && !(u[imin] == vmin)) ++imin;
-  if (imax == m) imax = 0;
-  if (imin == m) imin = 0;
-  return static_cast<std::int32_t>(vmax >= -vmin ? imax : m + imin);
+  for (; k < m; ++k) top = std::max(top, std::fabs(u[k]));
+  const Index pos = kernels::first_equal(u, m, top);
+  if (pos < m) return static_cast<std::int32_t>(pos);
+  const Index neg = kernels::first_equal(u, m, -top);
+  return static_cast<std::int32_t>(neg < m ? m + neg : 0);  // 0 for NaN input
 }
 
 inline void buckets_of_row(const float* u, const Config& cfg, Index cols, std::int32_t* out) {
@@ -391,7 +384,7 @@ struct Sizes {
   double thread_bytes() const {
     const double floats = double(d) * c_pad + double(group_keys) * (d + dv_pad + c_pad + 1) +
                           double(c_pad) * dv_pad + 3.0 * c_pad + double(kHashTile) * rot_pad +
-                          (counts ? 2.0 * c_pad : 0.0);
+                          (counts ? double(c_pad) : 0.0);
     const double ints = double(group_keys) +
                         (counts ? double(hashes) * (c_pad + group_keys) : 0.0) + double(n_buckets) +
                         2.0 * double(vis_chunks);
@@ -434,7 +427,6 @@ struct ThreadWorkspace {
   std::vector<float> acc;             // (c_pad, dv_pad)
   std::vector<float> m, l, ref;       // c_pad
   std::vector<float> mult;            // c_pad (counts only)
-  std::vector<std::int32_t> cnt;      // c_pad (counts only)
   std::vector<std::int32_t> qpos;     // c_pad: query token or -1
   std::vector<std::int32_t> q_cid_t;  // (H, c_pad) (counts only)
   // Keys of chunks of other rounds (global look-back only).
@@ -557,7 +549,6 @@ class LshAttention final : public Attention {
     w.ref.assign(z.c_pad, 0.0f);
     w.qpos.assign(z.c_pad, -1);
     if (z.counts) {
-      w.cnt.assign(z.c_pad, 0);
       w.mult.assign(z.c_pad, 0.0f);
       w.q_cid_t.assign(z.hashes * z.c_pad, 0);
     }
@@ -794,10 +785,7 @@ class LshAttention final : public Attention {
         w.qpos[qq] = tok >= 0 && tok < n ? tok : -1;
         rows[u] = qq < c ? qrows + qq * d : zeros_.data();
       }
-      for (Index p = 0; p < d; ++p) {
-        float* dst = w.qt.data() + p * cp + q0;
-        for (Index u = 0; u < 8; ++u) dst[u] = scale * rows[u][p];
-      }
+      kernels::transpose8_scaled(rows, d, scale, w.qt.data() + q0, cp);
       if (z.counts) {
         for (Index u = 0; u < 8; ++u) {
           const Index qq = q0 + u;
@@ -924,28 +912,12 @@ class LshAttention final : public Attention {
   // look-back the count can be 0: like the reference codes (log(cnt + 1e-9)) the count starts
   // at 1e-9, which vanishes in float next to any count >= 1 and gives the factor 1e9 for 0.
   void count_row(ThreadWorkspace& w, const std::int32_t* kcid, Index r) const {
-    const Index cp = sizes_.c_pad, H = cfg_.n_hashes;
-    const std::int32_t wrap = static_cast<std::int32_t>(cfg_.wrap());
-    const std::int32_t before = static_cast<std::int32_t>(cfg_.chunks_before);
     const bool per_round = !cfg_.global_lookback;
-    // The count rule of counted(): visible iff (kc - qc + before) mod wrap < before + after + 1.
-    const std::int32_t span = static_cast<std::int32_t>(cfg_.chunks_before + cfg_.chunks_after + 1);
-    std::int32_t* cnt = w.cnt.data();
-    std::fill(cnt, cnt + cp, per_round ? 1 : 0);
-    for (Index r2 = 0; r2 < H; ++r2) {
-      if (per_round && r2 == r) continue;
-      const std::int32_t kc = kcid[r2] + before;
-      const std::int32_t* qc = w.q_cid_t.data() + r2 * cp;
-      for (Index i = 0; i < cp; ++i) {
-        std::int32_t x = kc - qc[i];
-        x += x < 0 ? wrap : 0;
-        x -= x >= wrap ? wrap : 0;
-        cnt[i] += x < span;
-      }
-    }
-    for (Index i = 0; i < cp; ++i) {
-      w.mult[i] = 1.0f / (static_cast<float>(cnt[i]) + (per_round ? 0.0f : 1.0e-9f));
-    }
+    kernels::count_multipliers(
+        kcid, w.q_cid_t.data(), sizes_.c_pad, cfg_.n_hashes, per_round ? r : -1,
+        static_cast<std::int32_t>(cfg_.chunks_before), static_cast<std::int32_t>(cfg_.wrap()),
+        static_cast<std::int32_t>(cfg_.chunks_before + cfg_.chunks_after + 1),
+        per_round ? 1.0f : 1.0e-9f, w.mult.data(), sizes_.c_pad);
   }
 
   Config cfg_;

@@ -221,4 +221,91 @@ inline void mask_scale_max(float* row, std::int32_t kp, float kscale, const std:
 #endif
 }
 
+// The duplicate-count factors of one key against n queries: mult[i] = 1 / (base + #{rounds
+// r != skip : (kcid[r] + before - qcid[r ldq + i]) mod wrap < span}), i.e. the count rule of
+// lsh::counted() summed over rounds (n % 8 == 0 on the AVX2 path).
+inline void count_multipliers(const std::int32_t* kcid, const std::int32_t* qcid, Index ldq,
+                              Index rounds, Index skip, std::int32_t before, std::int32_t wrap,
+                              std::int32_t span, float base, float* mult, Index n) {
+#ifdef ATTNBENCH_LSH_AVX2
+  const __m256i wv = _mm256_set1_epi32(wrap), sv = _mm256_set1_epi32(span);
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256 one = _mm256_set1_ps(1.0f), bv = _mm256_set1_ps(base);
+  for (Index i = 0; i < n; i += 8) {
+    __m256i acc = zero;
+    for (Index r = 0; r < rounds; ++r) {
+      if (r == skip) continue;
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qcid + r * ldq + i));
+      __m256i x = _mm256_sub_epi32(_mm256_set1_epi32(kcid[r] + before), q);
+      x = _mm256_add_epi32(x, _mm256_and_si256(_mm256_cmpgt_epi32(zero, x), wv));
+      x = _mm256_sub_epi32(x, _mm256_andnot_si256(_mm256_cmpgt_epi32(wv, x), wv));
+      acc = _mm256_sub_epi32(acc, _mm256_cmpgt_epi32(sv, x));  // visible: -(-1)
+    }
+    _mm256_storeu_ps(mult + i, _mm256_div_ps(one, _mm256_add_ps(_mm256_cvtepi32_ps(acc), bv)));
+  }
+#else
+  for (Index i = 0; i < n; ++i) {
+    std::int32_t count = 0;
+    for (Index r = 0; r < rounds; ++r) {
+      if (r == skip) continue;
+      std::int32_t x = kcid[r] + before - qcid[r * ldq + i];
+      x += x < 0 ? wrap : 0;
+      x -= x >= wrap ? wrap : 0;
+      count += x < span;
+    }
+    mult[i] = 1.0f / (static_cast<float>(count) + base);
+  }
+#endif
+}
+
+// First index k < m with u[k] == value (m if none, e.g. a NaN value).
+inline Index first_equal(const float* u, Index m, float value) {
+  Index k = 0;
+#ifdef ATTNBENCH_LSH_AVX2
+  const __m256 vv = _mm256_set1_ps(value);
+  for (; k + 8 <= m; k += 8) {
+    const int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(u + k), vv, _CMP_EQ_OQ));
+    if (hit) return k + __builtin_ctz(static_cast<unsigned>(hit));
+  }
+#endif
+  for (; k < m; ++k) {
+    if (u[k] == value) return k;
+  }
+  return m;
+}
+
+// dst (cols, ld) <- scale * rows (8 row pointers, each cols long) transposed: dst[p ld + u] =
+// scale rows[u][p], for u < 8.
+inline void transpose8_scaled(const float* const* rows, Index cols, float scale, float* dst,
+                              Index ld) {
+  Index p = 0;
+#ifdef ATTNBENCH_LSH_AVX2
+  const __m256 sc = _mm256_set1_ps(scale);
+  for (; p + 8 <= cols; p += 8) {
+    __m256 r[8];
+    for (int u = 0; u < 8; ++u) r[u] = _mm256_mul_ps(_mm256_loadu_ps(rows[u] + p), sc);
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    float* o = dst + p * ld;
+    _mm256_storeu_ps(o + 0 * ld, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(o + 1 * ld, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(o + 2 * ld, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(o + 3 * ld, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(o + 4 * ld, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(o + 5 * ld, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(o + 6 * ld, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(o + 7 * ld, _mm256_permute2f128_ps(u3, u7, 0x31));
+  }
+#endif
+  for (; p < cols; ++p) {
+    for (int u = 0; u < 8; ++u) dst[p * ld + u] = scale * rows[u][p];
+  }
+}
+
 }  // namespace attnbench::lsh::kernels
