@@ -442,9 +442,9 @@ class LshAttention final : public Attention {
  public:
   LshAttention(const Problem& p, const ParamSet& params, bool shared_qk)
       : Attention(shared_qk ? "reformer" : "reformer_qk", p, params),
-        cfg_(make_config(p, params, shared_qk)),
-        sizes_(p, cfg_, tbb::this_task_arena::max_concurrency()) {
-    validate(p);
+        cfg_(checked_config(p, shared_qk)),
+        sizes_(p, cfg_, tbb::this_task_arena::max_concurrency()),
+        threads_([this] { return make_thread_workspace(); }) {
     params_.set("chunk", cfg_.chunk);
     params_.set("n_buckets", cfg_.buckets.n_buckets);
     for (Index h = 0; h < p.heads; ++h) {
@@ -453,7 +453,6 @@ class LshAttention final : public Attention {
     heads_.resize(sizes_.heads_in_flight);
     for (auto& hw : heads_) allocate(hw);
     group_heads_.reserve(sizes_.heads_in_flight);
-    threads_ = WorkspacePool<ThreadWorkspace>([this] { return make_thread_workspace(); });
   }
 
   Json diagnostics() const override {
@@ -478,11 +477,14 @@ class LshAttention final : public Attention {
   }
 
  private:
-  void validate(const Problem& p) {
+  // The configuration, after checking the parameters against the problem (before anything is
+  // allocated).
+  Config checked_config(const Problem& p, bool shared_qk) const {
+    const Config cfg = make_config(p, params(), shared_qk);
     if (p.n_q != p.n_k) {
       throw std::invalid_argument(
           name() + ": needs n_q = n_k (" +
-          (cfg_.shared_qk ? "shared-QK self-attention" : "query and key chunks are aligned") +
+          (shared_qk ? "shared-QK self-attention" : "query and key chunks are aligned") +
           "), got " + p.to_string());
     }
     const ParamSet& s = params();
@@ -496,15 +498,16 @@ class LshAttention final : public Attention {
              "an even number (the hash is an argmax over [xR; -xR]: buckets come in antipodal "
              "pairs)");
     }
-    if (cfg_.shared_qk && !s.get_bool("shared_qk")) {
+    if (shared_qk && !s.get_bool("shared_qk")) {
       reject("shared_qk", false,
              "true; separate Q and K hashed with the same rotations is the variant "
              "'reformer_qk' (its error is measured against plain softmax, not shared-QK "
              "softmax)");
     }
-    if (double(cfg_.n_pad()) * double(cfg_.n_hashes) >= 2147483647.0) {
-      reject("n_hashes", cfg_.n_hashes, "n_pad * n_hashes < 2^31 (32-bit sorted indices)");
+    if (double(cfg.n_pad()) * double(cfg.n_hashes) >= 2147483647.0) {
+      reject("n_hashes", cfg.n_hashes, "n_pad * n_hashes < 2^31 (32-bit sorted indices)");
     }
+    return cfg;
   }
 
   void allocate(HeadWorkspace& hw) const {
@@ -922,9 +925,9 @@ class LshAttention final : public Attention {
 
   Config cfg_;
   Sizes sizes_;
+  WorkspacePool<ThreadWorkspace> threads_;
   std::vector<RowMatrix> rotations_;  // per head, padded to a multiple of 16 columns
   std::vector<HeadWorkspace> heads_;
-  WorkspacePool<ThreadWorkspace> threads_;
   std::vector<Head> group_heads_;
   std::vector<float> zeros_ = std::vector<float>(std::max<Index>(1, problem().d), 0.0f);
 };
