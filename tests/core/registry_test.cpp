@@ -11,14 +11,14 @@ namespace {
 // One name per variant file. Adding a variant adds its name here.
 const std::vector<std::string> kExpectedVariants = {
     // exact
-    "full",
-    "flash",
+    "full", "flash",
 
     // sparse
 
     // lsh
 
     // hierarchical
+    "h1d", "pooled",
 
     // approximate
 };
