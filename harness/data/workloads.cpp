@@ -9,7 +9,8 @@ namespace attnbench {
 
 const std::vector<WorkloadInfo>& workload_catalog() {
   static const std::vector<WorkloadInfo> catalog = {
-      {"gaussian", "Gaussian Q, K, V; Q scaled by the temperature.",
+      {"gaussian",
+       "Gaussian Q, K, V; Q scaled by the temperature.",
        {ParamSpec::real("temperature", 1.0, 0.0, 1e6, "logit standard deviation")},
        "temperature 1: n_eff/n ~ 0.38"}};
   return catalog;
@@ -22,8 +23,8 @@ ParamSet resolve_workload_params(const std::string& name, const Json& params) {
   throw std::invalid_argument("unknown workload '" + name + "'");
 }
 
-AttentionInputs generate_workload(const std::string& name, const ParamSet& params,
-                                  const Problem& p, std::uint64_t seed) {
+AttentionInputs generate_workload(const std::string& name, const ParamSet& params, const Problem& p,
+                                  std::uint64_t seed) {
   if (name != "gaussian") throw std::invalid_argument("unknown workload '" + name + "'");
   AttentionInputs in{Tensor4(p.batch, p.heads, p.n_q, p.d), Tensor4(p.batch, p.heads, p.n_k, p.d),
                      Tensor4(p.batch, p.heads, p.n_k, p.d_v), KeyMask()};

@@ -22,7 +22,7 @@ struct AttentionInputs {
 
 struct WorkloadInfo {
   std::string name;
-  std::string summary;         // one paragraph: what it models and which variants it favours
+  std::string summary;  // one paragraph: what it models and which variants it favours
   std::vector<ParamSpec> params;
   std::string expected_stats;  // the exact-attention statistics it produces (documented range)
 };

@@ -9,19 +9,24 @@ namespace attnbench {
 namespace {
 
 // One name per variant file. Adding a variant adds its name here.
+// clang-format off
 const std::vector<std::string> kExpectedVariants = {
     // exact
-    "full", "flash",
+    "full",
+    "flash",
+    "chunked",
 
     // sparse
 
     // lsh
 
     // hierarchical
-    "h1d", "pooled",
+    "h1d",
+    "pooled",
 
     // approximate
 };
+// clang-format on
 
 TEST(Registry, EveryExpectedVariantIsRegistered) {
   const auto names = Registry::instance().names(/*include_hidden=*/true);
