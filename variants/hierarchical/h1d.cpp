@@ -41,24 +41,23 @@ struct TileWorkspace {
 
 class H1dAttention final : public Attention {
  public:
-  H1dAttention(const Problem& p, const ParamSet& params) : Attention("h1d", p, params) {
-    const Index nr = params.get_int("block");
-    if (p.n_q != p.n_k) {
-      throw std::invalid_argument(
-          "h1d: n_q = " + std::to_string(p.n_q) + " differs from n_k = " + std::to_string(p.n_k) +
-          "; the token hierarchy is built over one sequence, so queries and keys must have the "
-          "same length (" +
-          p.to_string() + ")");
-    }
-    if (nr % 2 != 0)
-      reject("block", nr, "an even block size Nr (the levels split blocks in halves)");
-    if (nr > p.n_k) {
-      reject("block", nr,
-             "Nr <= n = " + std::to_string(p.n_k) + " (one block must fit the sequence)");
-    }
-    geo_ = hierarchical::h1d_geometry(p.n_k, nr);
-    ldq_ = padded_stride(p.d);
-    ldv_ = padded_stride(p.d_v);
+  H1dAttention(const Problem& p, const ParamSet& params)
+      : Attention("h1d", p, params),
+        geo_(validated_geometry()),
+        ldq_(padded_stride(p.d)),
+        ldv_(padded_stride(p.d_v)),
+        lds_(padded_stride(3 * geo_.nr)),
+        workspaces_([&] {
+          const Index nr = geo_.nr;
+          TileWorkspace w;
+          w.s = AlignedFloats(nr * lds_);
+          w.acc = AlignedFloats(nr * ldv_);
+          for (AlignedFloats* a : {&w.m_in, &w.m_out, &w.alpha, &w.rowsum, &w.z_in}) {
+            *a = AlignedFloats(nr);
+          }
+          w.key_bias = AlignedFloats(3 * nr);
+          return w;
+        }) {
     // Level offsets (in rows) of the coarse buffers; only tokens holding a real position are kept.
     offset_.assign(geo_.levels + 1, 0);
     for (Index l = 1; l < geo_.levels; ++l) offset_[l + 1] = offset_[l] + geo_.real_tokens(l);
@@ -76,18 +75,6 @@ class H1dAttention final : public Attention {
         *a = AlignedFloats(coarse_rows);
       }
     }
-    const Index max_keys = 3 * nr;
-    lds_ = padded_stride(max_keys);
-    workspaces_ = WorkspacePool<TileWorkspace>([&] {
-      TileWorkspace w;
-      w.s = AlignedFloats(nr * lds_);
-      w.acc = AlignedFloats(nr * ldv_);
-      for (AlignedFloats* a : {&w.m_in, &w.m_out, &w.alpha, &w.rowsum, &w.z_in}) {
-        *a = AlignedFloats(nr);
-      }
-      w.key_bias = AlignedFloats(max_keys);
-      return w;
-    });
   }
 
   Json diagnostics() const override {
@@ -136,6 +123,26 @@ class H1dAttention final : public Attention {
     std::span<const std::uint8_t> valid;
     HeadLevels* levels;
   };
+
+  H1dGeometry validated_geometry() const {
+    const Problem& p = problem();
+    const Index nr = params_.get_int("block");
+    if (p.n_q != p.n_k) {
+      throw std::invalid_argument(
+          "h1d: n_q = " + std::to_string(p.n_q) + " differs from n_k = " + std::to_string(p.n_k) +
+          "; the token hierarchy is built over one sequence, so queries and keys must have the "
+          "same length (" +
+          p.to_string() + ")");
+    }
+    if (nr % 2 != 0) {
+      reject("block", nr, "an even block size Nr (the levels split blocks in halves)");
+    }
+    if (nr > p.n_k) {
+      reject("block", nr,
+             "Nr <= n = " + std::to_string(p.n_k) + " (one block must fit the sequence)");
+    }
+    return hierarchical::h1d_geometry(p.n_k, nr);
+  }
 
   float* qc(HeadLevels& s, Index l) const { return s.q.data() + offset_[l] * ldq_; }
   float* kc(HeadLevels& s, Index l) const { return s.k.data() + offset_[l] * ldq_; }

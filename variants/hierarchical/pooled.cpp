@@ -51,39 +51,25 @@ struct PooledWorkspace {
 
 class PooledAttention final : public Attention {
  public:
-  PooledAttention(const Problem& p, const ParamSet& params) : Attention("pooled", p, params) {
-    if (p.n_q != p.n_k) {
-      throw std::invalid_argument("pooled: n_q = " + std::to_string(p.n_q) +
-                                  " differs from n_k = " + std::to_string(p.n_k) +
-                                  "; query and key blocks share one token axis, so the lengths "
-                                  "must be equal (" +
-                                  p.to_string() + ")");
-    }
-    if (params_.is_auto("block")) {
-      b_ = default_block(p.n_k);
-      params_.set("block", b_);
-    } else {
-      b_ = params_.get_int("block");
-      if (b_ > p.n_k) {
-        reject("block", b_, "b <= n = " + std::to_string(p.n_k) + " (one block must fit)");
-      }
-    }
-    blocks_ = (p.n_k + b_ - 1) / b_;
-    ldq_ = padded_stride(p.d);
-    ldv_ = padded_stride(p.d_v);
-    const Index heads = p.batch * p.heads;
-    pooled_k_ = AlignedFloats(heads * blocks_ * ldq_);
-    pooled_v_ = AlignedFloats(heads * blocks_ * ldv_);
-    pooled_bias_ = AlignedFloats(heads * blocks_);
-    lds_ = padded_stride(3 * b_ + blocks_);
-    workspaces_ = WorkspacePool<PooledWorkspace>([&] {
-      PooledWorkspace w;
-      w.s = AlignedFloats(b_ * lds_);
-      w.acc = AlignedFloats(b_ * ldv_);
-      for (AlignedFloats* a : {&w.m_out, &w.alpha, &w.rowsum}) *a = AlignedFloats(b_);
-      w.key_bias = AlignedFloats(3 * b_);
-      return w;
-    });
+  PooledAttention(const Problem& p, const ParamSet& params)
+      : Attention("pooled", p, params),
+        b_(validated_block()),
+        blocks_((p.n_k + b_ - 1) / b_),
+        ldq_(padded_stride(p.d)),
+        ldv_(padded_stride(p.d_v)),
+        lds_(padded_stride(3 * b_ + blocks_)),
+        pooled_k_(p.batch * p.heads * blocks_ * ldq_),
+        pooled_v_(p.batch * p.heads * blocks_ * ldv_),
+        pooled_bias_(p.batch * p.heads * blocks_),
+        workspaces_([&] {
+          PooledWorkspace w;
+          w.s = AlignedFloats(b_ * lds_);
+          w.acc = AlignedFloats(b_ * ldv_);
+          for (AlignedFloats* a : {&w.m_out, &w.alpha, &w.rowsum}) *a = AlignedFloats(b_);
+          w.key_bias = AlignedFloats(3 * b_);
+          return w;
+        }) {
+    params_.set("block", b_);
   }
 
   Json diagnostics() const override { return {{"block", b_}, {"blocks", blocks_}}; }
@@ -111,6 +97,22 @@ class PooledAttention final : public Attention {
   }
 
  private:
+  Index validated_block() const {
+    const Problem& p = problem();
+    if (p.n_q != p.n_k) {
+      throw std::invalid_argument(
+          "pooled: n_q = " + std::to_string(p.n_q) +
+          " differs from n_k = " + std::to_string(p.n_k) +
+          "; query and key blocks share one token axis, so the lengths must be equal (" +
+          p.to_string() + ")");
+    }
+    if (params_.is_auto("block")) return default_block(p.n_k);
+    const Index b = params_.get_int("block");
+    if (b > p.n_k)
+      reject("block", b, "b <= n = " + std::to_string(p.n_k) + " (one block must fit)");
+    return b;
+  }
+
   // Mean key and mean value over the block's valid keys; bias log(count) is the count factor
   // (weight count x exp(s) for the block's summed values), -inf for a block of padding only.
   void pool_block(const float* k, const float* v, std::span<const std::uint8_t> valid, Index bh,
