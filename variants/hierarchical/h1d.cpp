@@ -9,6 +9,7 @@
 #include <tbb/task_arena.h>
 #include <algorithm>
 #include <cmath>
+#include <numbers>
 #include <vector>
 
 #include "attention/registry.h"
@@ -23,21 +24,27 @@ using hierarchical::H1dGeometry;
 using hierarchical::H1dTile;
 using hierarchical::KeySegment;
 using hierarchical::kNegInf;
+using hierarchical::kSlack;
 using hierarchical::padded_stride;
 
-// Coarse levels 1..M-1 of one head: the coarsened tokens and each row's running state
-// (m, z, y) once every level from the top down to this one has been merged into it.
-// Level-0 tokens are the inputs themselves and level-0 states go straight to the output.
+// Everything one head needs besides its inputs. Keys of every level, level 0 included, are
+// stored block-transposed (block B of level l is a d x Nr matrix whose column c is token
+// B Nr + c) for the score kernel; coarse queries and values are row-major. Level-0 queries and
+// values are the inputs; level-0 states go straight to the output.
 struct HeadLevels {
-  AlignedFloats q, k, v;  // (rows, ld) per level: query mean (or sample), key mean, value mean
-  AlignedFloats bias;     // log(count): the count factor; -inf for a token of padding only
-  AlignedFloats count, inrange;  // valid tokens, and real positions (< n), under each coarse token
-  AlignedFloats m, z, y;         // running state: max logit, partition, unnormalised output
+  AlignedFloats kt;              // all levels, then one zero block, then slack
+  AlignedFloats q, v;            // levels 1..M-1: query mean (causal: sample), value mean
+  AlignedFloats bias;            // level 0 (key mask) and 1..M-1: log(count), -inf if count = 0
+  AlignedFloats count, inrange;  // levels 1..M-1: valid tokens, real positions (< n) under a token
+  AlignedFloats m, z, y;         // levels 1..M-1: merged state (max logit, partition, output)
 };
 
 struct TileWorkspace {
-  AlignedFloats s, acc, m_in, m_out, alpha, rowsum, z_in, key_bias;
+  AlignedFloats s, m_in, m_out, alpha, rowsum, z_in, out_scale;
 };
+
+// The largest number of key segments of a tile: level 0 spans three key blocks.
+constexpr int kMaxSegments = 3;
 
 class H1dAttention final : public Attention {
  public:
@@ -46,34 +53,41 @@ class H1dAttention final : public Attention {
         geo_(validated_geometry()),
         ldq_(padded_stride(p.d)),
         ldv_(padded_stride(p.d_v)),
-        lds_(padded_stride(3 * geo_.nr)),
+        ldk_(padded_stride(geo_.nr)),
+        lds_(padded_stride(3 * geo_.nr) + kSlack),
         workspaces_([&] {
           const Index nr = geo_.nr;
           TileWorkspace w;
           w.s = AlignedFloats(nr * lds_);
-          w.acc = AlignedFloats(nr * ldv_);
-          for (AlignedFloats* a : {&w.m_in, &w.m_out, &w.alpha, &w.rowsum, &w.z_in}) {
+          for (AlignedFloats* a : {&w.m_in, &w.m_out, &w.alpha, &w.rowsum, &w.z_in, &w.out_scale}) {
             *a = AlignedFloats(nr);
           }
-          w.key_bias = AlignedFloats(3 * nr);
           return w;
         }) {
-    // Level offsets (in rows) of the coarse buffers; only tokens holding a real position are kept.
-    offset_.assign(geo_.levels + 1, 0);
-    for (Index l = 1; l < geo_.levels; ++l) offset_[l + 1] = offset_[l] + geo_.real_tokens(l);
-    const Index coarse_rows = offset_[geo_.levels];
-    // Heads are processed in groups of `slots` (one per thread), which bounds the coarse
-    // buffers to slots x O(n (d + d_v)) however many heads there are.
+    const Index levels = geo_.levels;
+    // Offsets per level: coarse rows (levels >= 1), transposed key blocks, bias entries.
+    row_off_.assign(levels + 1, 0);
+    kt_off_.assign(levels + 1, 0);
+    bias_off_.assign(levels + 1, 0);
+    for (Index l = 0; l < levels; ++l) {
+      const Index real = geo_.real_tokens(l);
+      row_off_[l + 1] = row_off_[l] + (l == 0 ? 0 : real);
+      kt_off_[l + 1] = kt_off_[l] + key_blocks(l) * p.d * ldk_;
+      bias_off_[l + 1] = bias_off_[l] + real;
+    }
+    const Index rows = row_off_[levels];
+    // Heads are processed in groups of `slots` (one per thread), which bounds these buffers to
+    // slots x O(n (d + d_v)) however many heads there are.
     const int threads = tbb::this_task_arena::max_concurrency();
     slots_.resize(std::min<Index>(p.batch * p.heads, threads));
+    heads_.resize(slots_.size());
     for (HeadLevels& s : slots_) {
-      s.q = AlignedFloats(coarse_rows * ldq_);
-      s.k = AlignedFloats(coarse_rows * ldq_);
-      s.v = AlignedFloats(coarse_rows * ldv_);
-      s.y = AlignedFloats(coarse_rows * ldv_);
-      for (AlignedFloats* a : {&s.bias, &s.count, &s.inrange, &s.m, &s.z}) {
-        *a = AlignedFloats(coarse_rows);
-      }
+      s.kt = AlignedFloats(kt_off_[levels] + p.d * ldk_ + kSlack);
+      s.q = AlignedFloats(rows * ldq_);
+      s.v = AlignedFloats(rows * ldv_);
+      s.y = AlignedFloats(rows * ldv_);
+      s.bias = AlignedFloats(bias_off_[levels] + kSlack);
+      for (AlignedFloats* a : {&s.count, &s.inrange, &s.m, &s.z}) *a = AlignedFloats(rows);
     }
   }
 
@@ -90,21 +104,18 @@ class H1dAttention final : public Attention {
     const Problem& p = problem();
     const Index total = p.batch * p.heads;
     const Index group = Index(slots_.size());
+    std::vector<HeadRef>& heads = heads_;  // one per slot, allocated in setup
     for (Index first = 0; first < total; first += group) {
       const Index count = std::min(group, total - first);
-      std::vector<HeadRef> heads;  // small: at most one entry per thread
-      heads.reserve(static_cast<std::size_t>(count));
       for (Index g = 0; g < count; ++g) {
         const Index bh = first + g, b = bh / p.heads, h = bh % p.heads;
-        heads.push_back(HeadRef{q.head_data(b, h), k.head_data(b, h), v.head_data(b, h),
-                                out.head_data(b, h), mask.row(b), &slots_[g]});
+        heads[g] = HeadRef{q.head_data(b, h),   k.head_data(b, h), v.head_data(b, h),
+                           out.head_data(b, h), mask.row(b),       &slots_[g]};
       }
-      if (geo_.levels > 1) {
-        // Coarsening: each half of the sequence coarsens independently up to the top level.
-        tbb::parallel_for(tbb::blocked_range<Index>(0, 2 * count, 1), [&](const auto& range) {
-          for (Index t = range.begin(); t < range.end(); ++t) coarsen(heads[t / 2], t % 2);
-        });
-      }
+      // Coarsening: each half of the sequence coarsens independently up to the top level.
+      tbb::parallel_for(tbb::blocked_range<Index>(0, 2 * count, 1), [&](const auto& range) {
+        for (Index t = range.begin(); t < range.end(); ++t) coarsen(heads[t / 2], int(t % 2));
+      });
       // Top-down: a block's rows need their parent rows merged first; the two top blocks of
       // every head start in parallel and each block spawns its two children.
       const Index top = geo_.levels - 1;
@@ -116,12 +127,12 @@ class H1dAttention final : public Attention {
 
  private:
   struct HeadRef {
-    const float* q;
-    const float* k;
-    const float* v;
-    float* out;
+    const float* q = nullptr;
+    const float* k = nullptr;
+    const float* v = nullptr;
+    float* out = nullptr;
     std::span<const std::uint8_t> valid;
-    HeadLevels* levels;
+    HeadLevels* levels = nullptr;
   };
 
   H1dGeometry validated_geometry() const {
@@ -144,70 +155,70 @@ class H1dAttention final : public Attention {
     return hierarchical::h1d_geometry(p.n_k, nr);
   }
 
-  float* qc(HeadLevels& s, Index l) const { return s.q.data() + offset_[l] * ldq_; }
-  float* kc(HeadLevels& s, Index l) const { return s.k.data() + offset_[l] * ldq_; }
-  float* vc(HeadLevels& s, Index l) const { return s.v.data() + offset_[l] * ldv_; }
-  float* yc(HeadLevels& s, Index l) const { return s.y.data() + offset_[l] * ldv_; }
-  float* at(AlignedFloats& a, Index l) const { return a.data() + offset_[l]; }
+  // Key blocks of level l that hold a real token.
+  Index key_blocks(Index l) const { return (geo_.real_tokens(l) + geo_.nr - 1) / geo_.nr; }
+  float* kt_block(HeadLevels& s, Index l, Index block) const {
+    if (block >= key_blocks(l)) return s.kt.data() + kt_off_[geo_.levels];  // the zero block
+    return s.kt.data() + kt_off_[l] + block * problem().d * ldk_;
+  }
+  float* qc(HeadLevels& s, Index l) const { return s.q.data() + row_off_[l] * ldq_; }
+  float* vc(HeadLevels& s, Index l) const { return s.v.data() + row_off_[l] * ldv_; }
+  float* yc(HeadLevels& s, Index l) const { return s.y.data() + row_off_[l] * ldv_; }
+  float* bias(HeadLevels& s, Index l) const { return s.bias.data() + bias_off_[l]; }
+  float* at(AlignedFloats& a, Index l) const { return a.data() + row_off_[l]; }
 
-  // Coarsens tokens [half L_l / 2, (half + 1) L_l / 2) of every level l >= 1 from level l - 1:
-  // key and value means over valid tokens with their count (the value sum is count x mean),
-  // query means over valid tokens (non-causal) or the sample of the first position (causal).
+  // Valid-token count and real-position count of token t of level l (0 beyond the real ones).
+  std::pair<float, float> counts(const HeadRef& head, Index l, Index t) const {
+    if (t >= geo_.real_tokens(l)) return {0.0f, 0.0f};
+    if (l == 0) return {head.valid.empty() || head.valid[t] ? 1.0f : 0.0f, 1.0f};
+    return {at(head.levels->count, l)[t], at(head.levels->inrange, l)[t]};
+  }
+
+  // Level 0: transposes the keys and turns the key mask into a bias. Levels l >= 1, tokens
+  // [half L_l / 2, (half + 1) L_l / 2) from level l - 1: key and value means over valid tokens
+  // with their count (the value sum is count x mean), query means over valid tokens
+  // (non-causal) or the sample of the first position (causal).
   void coarsen(const HeadRef& head, int half) const {
     const Problem& p = problem();
     HeadLevels& s = *head.levels;
-    const Index d = p.d, dv = p.d_v;
+    const Index d = p.d, dv = p.d_v, nr = geo_.nr;
+    {
+      const Index blocks = geo_.level_blocks(0) / 2;
+      const Index end = std::min((half + 1) * blocks, key_blocks(0));
+      for (Index b = half * blocks; b < end; ++b) {
+        const Index j0 = b * nr, count = std::min(nr, p.n_k - j0);
+        hierarchical::transpose_keys(head.k + j0 * d, d, count, d, kt_block(s, 0, b), ldk_);
+        if (!head.valid.empty()) {
+          float* b0 = bias(s, 0);
+          for (Index j = j0; j < j0 + count; ++j) b0[j] = head.valid[j] ? 0.0f : kNegInf;
+        }
+      }
+    }
     for (Index l = 1; l < geo_.levels; ++l) {
       const Index half_tokens = geo_.level_tokens(l) / 2;
       const Index begin = half * half_tokens;
       const Index end = std::min((half + 1) * half_tokens, geo_.real_tokens(l));
-      float* qo = qc(s, l);
-      float* ko = kc(s, l);
-      float* vo = vc(s, l);
-      float* bias = at(s.bias, l);
-      float* cnt = at(s.count, l);
-      float* inr = at(s.inrange, l);
+      const float full_bias = float(double(l) * std::numbers::ln2);  // log 2^l
+      const float* q_prev = l == 1 ? head.q : qc(s, l - 1);
+      const float* v_prev = l == 1 ? head.v : vc(s, l - 1);
+      const Index ldq_prev = l == 1 ? d : ldq_, ldv_prev = l == 1 ? dv : ldv_;
       for (Index t = begin; t < end; ++t) {
-        const float *qa, *qb, *ka, *kb, *va, *vb;
-        float ca, cb, ra, rb;
         const Index a = 2 * t, b = 2 * t + 1;
-        if (l == 1) {
-          // Level-0 children are the inputs; positions >= n are the padding of L.
-          ra = 1.0f;
-          rb = b < p.n_k ? 1.0f : 0.0f;
-          ca = head.valid.empty() || head.valid[a] ? ra : 0.0f;
-          cb = rb > 0 && (head.valid.empty() || head.valid[b]) ? 1.0f : 0.0f;
-          const Index bb = std::min(b, p.n_k - 1);  // never read past the input
-          qa = head.q + a * d, qb = head.q + bb * d;
-          ka = head.k + a * d, kb = head.k + bb * d;
-          va = head.v + a * dv, vb = head.v + bb * dv;
-        } else {
-          const Index real = geo_.real_tokens(l - 1);
-          const Index bb = std::min(b, real - 1);
-          ra = at(s.inrange, l - 1)[a];
-          rb = b < real ? at(s.inrange, l - 1)[b] : 0.0f;
-          ca = at(s.count, l - 1)[a];
-          cb = b < real ? at(s.count, l - 1)[b] : 0.0f;
-          qa = qc(s, l - 1) + a * ldq_, qb = qc(s, l - 1) + bb * ldq_;
-          ka = kc(s, l - 1) + a * ldq_, kb = kc(s, l - 1) + bb * ldq_;
-          va = vc(s, l - 1) + a * ldv_, vb = vc(s, l - 1) + bb * ldv_;
-        }
+        const auto [ca, ra] = counts(head, l - 1, a);
+        const auto [cb, rb] = counts(head, l - 1, b);
+        const Index bb = rb > 0 ? b : a;  // never read a row past the real ones
         const float c = ca + cb;
-        cnt[t] = c;
-        inr[t] = ra + rb;
-        float* qt = qo + t * ldq_;
-        float* kt = ko + t * ldq_;
-        float* vt = vo + t * ldv_;
-        if (c > 0) {
-          const float wa = ca / c, wb = cb / c;
-          for (Index x = 0; x < d; ++x) kt[x] = wa * ka[x] + wb * kb[x];
-          for (Index x = 0; x < dv; ++x) vt[x] = wa * va[x] + wb * vb[x];
-          bias[t] = std::log(c);
-        } else {
-          std::fill(kt, kt + d, 0.0f);
-          std::fill(vt, vt + dv, 0.0f);
-          bias[t] = kNegInf;
-        }
+        at(s.count, l)[t] = c;
+        at(s.inrange, l)[t] = ra + rb;
+        bias(s, l)[t] = c <= 0 ? kNegInf : c == float(Index(1) << l) ? full_bias : std::log(c);
+        const float wa = c > 0 ? ca / c : 0.0f, wb = c > 0 ? cb / c : 0.0f;
+        const float* va = v_prev + a * ldv_prev;
+        const float* vb = v_prev + bb * ldv_prev;
+        float* vt = vc(s, l) + t * ldv_;
+        for (Index x = 0; x < dv; ++x) vt[x] = wa * va[x] + wb * vb[x];
+        const float* qa = q_prev + a * ldq_prev;
+        const float* qb = q_prev + bb * ldq_prev;
+        float* qt = qc(s, l) + t * ldq_;
         if (p.causal) {
           // Sampling the first position keeps the future out of every row of the group; a
           // padding token's query is zeroed first, as flaxformer does.
@@ -219,13 +230,29 @@ class H1dAttention final : public Attention {
         } else {
           // Mean over valid tokens; a group of padding tokens only (whose rows are outputs of
           // padding positions) falls back to the mean over its real positions.
-          float wa = 0, wb = 0;
-          if (c > 0) {
-            wa = ca / c, wb = cb / c;
-          } else if (ra + rb > 0) {
-            wa = ra / (ra + rb), wb = rb / (ra + rb);
+          float qwa = wa, qwb = wb;
+          if (c <= 0) {
+            qwa = ra / (ra + rb), qwb = rb / (ra + rb);
           }
-          for (Index x = 0; x < d; ++x) qt[x] = wa * qa[x] + wb * qb[x];
+          for (Index x = 0; x < d; ++x) qt[x] = qwa * qa[x] + qwb * qb[x];
+        }
+      }
+      // Key means, block-transposed: column c of block B comes from columns 2c, 2c + 1 of child
+      // block 2B (c < Nr/2) or 2B + 1 (c >= Nr/2) of level l - 1.
+      const Index block_begin = begin / nr, block_end = (end + nr - 1) / nr;
+      for (Index blk = block_begin; blk < block_end; ++blk) {
+        float* out = kt_block(s, l, blk);
+        const Index tokens = std::min(nr, end - blk * nr);
+        for (Index c = 0; c < tokens; ++c) {
+          const Index t = blk * nr + c;
+          const float ca = counts(head, l - 1, 2 * t).first;
+          const float cb = counts(head, l - 1, 2 * t + 1).first;
+          const float sum = ca + cb;
+          const float wa = sum > 0 ? ca / sum : 0.0f, wb = sum > 0 ? cb / sum : 0.0f;
+          const float* in = kt_block(s, l - 1, (2 * t) / nr) + (2 * t) % nr;
+          for (Index x = 0; x < d; ++x) {
+            out[x * ldk_ + c] = wa * in[x * ldk_] + wb * in[x * ldk_ + 1];
+          }
         }
       }
     }
@@ -254,38 +281,31 @@ class H1dAttention final : public Attention {
     HeadLevels& s = *head.levels;
     TileWorkspace& w = workspaces_.local();
     const Index l = tile.level, rows = tile.rows(), r0 = tile.row_begin;
-    const Index d = p.d, dv = p.d_v;
-    const float scale = float(p.effective_scale());
+    const Index d = p.d, dv = p.d_v, nr = geo_.nr;
 
-    KeySegment segments[2];
-    const float* q;
-    Index ldq;
-    if (l == 0) {
-      q = head.q + r0 * d, ldq = d;
-      Index col = 0;
-      for (int r = 0; r < tile.ranges; ++r) {
-        const Index kb = tile.key_begin[r], ke = tile.key_end[r];
-        const float* bias = nullptr;
-        if (!head.valid.empty()) {
-          float* kbias = w.key_bias.data() + col;
-          for (Index j = kb; j < ke; ++j) kbias[j - kb] = head.valid[j] ? 0.0f : kNegInf;
-          bias = kbias;
-        }
-        segments[r] = KeySegment{head.k + kb * d, d, head.v + kb * dv, dv, bias, ke - kb};
-        col += ke - kb;
-      }
-    } else {
-      q = qc(s, l) + r0 * ldq_, ldq = ldq_;
-      for (int r = 0; r < tile.ranges; ++r) {
-        const Index kb = tile.key_begin[r], ke = tile.key_end[r];
-        segments[r] = KeySegment{kc(s, l) + kb * ldq_, ldq_,   vc(s, l) + kb * ldv_, ldv_,
-                                 at(s.bias, l) + kb,   ke - kb};
+    // Key segments: the tile's ranges cut at key-block boundaries.
+    KeySegment segments[kMaxSegments];
+    int count = 0;
+    const bool has_bias = l > 0 || !head.valid.empty();
+    for (int r = 0; r < tile.ranges; ++r) {
+      for (Index c = tile.key_begin[r]; c < tile.key_end[r];) {
+        const Index blk = c / nr, end = std::min(tile.key_end[r], (blk + 1) * nr);
+        KeySegment& seg = segments[count++];
+        seg.kt = kt_block(s, l, blk) + (c - blk * nr);
+        seg.ldkt = ldk_;
+        seg.v = l == 0 ? head.v + c * dv : vc(s, l) + c * ldv_;
+        seg.ldv = l == 0 ? dv : ldv_;
+        seg.bias = has_bias ? bias(s, l) + c : nullptr;
+        seg.count = end - c;
+        c = end;
       }
     }
-    const std::span<const KeySegment> segs(segments, static_cast<std::size_t>(tile.ranges));
+    const std::span<const KeySegment> segs(segments, static_cast<std::size_t>(count));
     const Index cols = tile.keys();
     float* sc = w.s.data();
-    hierarchical::tile_scores(q, ldq, rows, d, scale, segs, sc, lds_);
+    const float* q = l == 0 ? head.q + r0 * d : qc(s, l) + r0 * ldq_;
+    hierarchical::tile_scores(q, l == 0 ? d : ldq_, rows, d, float(p.effective_scale()), segs, sc,
+                              lds_);
     if (tile.causal_diagonal) {
       const Index kb = tile.key_begin[0];
       for (Index r = 0; r < rows; ++r) {
@@ -297,52 +317,53 @@ class H1dAttention final : public Attention {
     // The parent state: row r of level l sits under row r / 2 of level l + 1.
     const bool has_parent = l + 1 < geo_.levels;
     float* m_in = nullptr;
+    float* z_in = w.z_in.data();
     if (has_parent) {
       m_in = w.m_in.data();
       const float* pm = at(s.m, l + 1);
       const float* pz = at(s.z, l + 1);
       for (Index r = 0; r < rows; ++r) {
         m_in[r] = pm[(r0 + r) >> 1];
-        w.z_in.data()[r] = pz[(r0 + r) >> 1];
+        z_in[r] = pz[(r0 + r) >> 1];
       }
     }
     float* alpha = w.alpha.data();
-    float* rowsum = w.rowsum.data();
+    float* z = w.rowsum.data();
     float* m_out = w.m_out.data();
-    hierarchical::tile_softmax(sc, lds_, rows, cols, m_in, m_out, alpha, rowsum);
-    float* acc = w.acc.data();
-    hierarchical::tile_values(sc, lds_, rows, segs, dv, acc, ldv_);
-
-    const float* py = has_parent ? yc(s, l + 1) : nullptr;
-    for (Index r = 0; r < rows; ++r) {
-      const float a = alpha[r];
-      float* y = acc + r * ldv_;
-      float z = rowsum[r];
-      if (has_parent) {
-        const float* yp = py + ((r0 + r) >> 1) * ldv_;
-        for (Index x = 0; x < dv; ++x) y[x] += a * yp[x];
-        z += a * w.z_in.data()[r];
-      }
-      if (l > 0) {
-        at(s.m, l)[r0 + r] = m_out[r];
-        at(s.z, l)[r0 + r] = z;
-        std::copy(y, y + dv, yc(s, l) + (r0 + r) * ldv_);
-      } else {
-        float* o = head.out + (r0 + r) * dv;
-        if (z > 0.0f) {
-          const float inv = 1.0f / z;
-          for (Index x = 0; x < dv; ++x) o[x] = y[x] * inv;
-        } else {
-          std::fill(o, o + dv, 0.0f);  // no allowed key: zeros, never NaN
-        }
-      }
+    hierarchical::tile_softmax(sc, lds_, rows, cols, m_in, m_out, alpha, z);
+    if (has_parent) {
+      for (Index r = 0; r < rows; ++r) z[r] += alpha[r] * z_in[r];
     }
+
+    hierarchical::ValueTarget target;
+    if (has_parent) {
+      target.y_in = yc(s, l + 1);
+      target.ld_in = ldv_;
+      target.in_first = r0;
+      target.in_shift = 1;
+      target.alpha = alpha;
+    }
+    if (l > 0) {
+      std::copy(m_out, m_out + rows, at(s.m, l) + r0);
+      std::copy(z, z + rows, at(s.z, l) + r0);
+      target.y_out = yc(s, l) + r0 * ldv_;
+      target.ld_out = ldv_;
+    } else {
+      // Level 0 normalises straight into the output; a row with no allowed key gets zeros.
+      float* inv = w.out_scale.data();
+      for (Index r = 0; r < rows; ++r) inv[r] = z[r] > 0.0f ? 1.0f / z[r] : 0.0f;
+      target.y_out = head.out + r0 * dv;
+      target.ld_out = dv;
+      target.out_scale = inv;
+    }
+    hierarchical::tile_values(sc, lds_, rows, segs, dv, target);
   }
 
   H1dGeometry geo_;
-  Index ldq_ = 0, ldv_ = 0, lds_ = 0;
-  std::vector<Index> offset_;
+  Index ldq_ = 0, ldv_ = 0, ldk_ = 0, lds_ = 0;
+  std::vector<Index> row_off_, kt_off_, bias_off_;
   std::vector<HeadLevels> slots_;
+  std::vector<HeadRef> heads_;
   mutable WorkspacePool<TileWorkspace> workspaces_;
 };
 
@@ -358,10 +379,9 @@ ATTNBENCH_REGISTER_VARIANT(h1d) {
   info.traits.time_complexity = "O(n Nr (d + d_v))";
   info.traits.memory_complexity = "O(n (d + d_v)) per concurrently processed head";
   info.params = {
-      ParamSpec::integer(
-          "block", 32, 2, 1 << 20,
-          "block size Nr (even, <= n): level-0 blocks are exact Nr x Nr, each coarse "
-          "level halves the resolution; the sequence is padded to Nr 2^M"),
+      ParamSpec::integer("block", 32, 2, 1 << 20,
+                         "block size Nr (even, <= n): level-0 blocks are exact Nr x Nr, each "
+                         "coarse level halves the resolution; the sequence is padded to Nr 2^M"),
   };
   info.make = make_factory<H1dAttention>();
   info.cost = [](const Problem& p, const ParamSet& s, int threads) {
@@ -370,15 +390,21 @@ ATTNBENCH_REGISTER_VARIANT(h1d) {
     const H1dGeometry g = hierarchical::h1d_geometry(p.n_k, nr);
     const double scores = hierarchical::h1d_score_count(g, p.causal);
     // Coarsening: a weighted pair mean per coarse token of q, k and v.
-    double coarse_rows = 0;
-    for (Index l = 1; l < g.levels; ++l) coarse_rows += double(g.real_tokens(l));
+    double coarse_rows = 0, key_blocks = 0;
+    for (Index l = 0; l < g.levels; ++l) {
+      if (l > 0) coarse_rows += double(g.real_tokens(l));
+      key_blocks += double((g.real_tokens(l) + nr - 1) / nr);
+    }
     const double heads = double(p.batch * p.heads);
     const double flops =
         heads * (2.0 * scores * double(p.d + p.d_v) + 3.0 * coarse_rows * double(2 * p.d + p.d_v));
-    // Coarse buffers for min(heads, threads) heads, plus one tile workspace per thread.
+    // Per head slot (min(heads, threads) of them): transposed keys of every level, coarse
+    // queries, values and states, biases and counts; per thread: one tile of scores.
     const double ldq = double(padded_stride(p.d)), ldv = double(padded_stride(p.d_v));
-    const double slot = coarse_rows * (2 * ldq + 2 * ldv + 5);
-    const double tile = double(nr) * (double(padded_stride(3 * nr)) + ldv + 5) + 3.0 * nr;
+    const double ldk = double(padded_stride(nr));
+    const double slot = (key_blocks + 1) * double(p.d) * ldk + coarse_rows * (ldq + 2 * ldv + 4) +
+                        double(g.real_tokens(0)) + coarse_rows + 2 * kSlack;
+    const double tile = double(nr) * (double(padded_stride(3 * nr) + kSlack) + 6);
     const double slots = std::min<double>(heads, threads);
     return Cost{flops, (slots * slot + threads * tile) * sizeof(float)};
   };

@@ -17,6 +17,7 @@ namespace {
 using hierarchical::AlignedFloats;
 using hierarchical::KeySegment;
 using hierarchical::kNegInf;
+using hierarchical::kSlack;
 using hierarchical::padded_stride;
 
 // b = 2^round(log2 sqrt(n)), clipped to [1, n].
@@ -46,7 +47,7 @@ PooledTile pooled_tile(Index n, Index b, Index blocks, Index t, bool causal) {
 }
 
 struct PooledWorkspace {
-  AlignedFloats s, acc, m_out, alpha, rowsum, key_bias;
+  AlignedFloats s, kt, m_out, alpha, rowsum, out_scale, key_bias;
 };
 
 class PooledAttention final : public Attention {
@@ -57,16 +58,20 @@ class PooledAttention final : public Attention {
         blocks_((p.n_k + b_ - 1) / b_),
         ldq_(padded_stride(p.d)),
         ldv_(padded_stride(p.d_v)),
-        lds_(padded_stride(3 * b_ + blocks_)),
-        pooled_k_(p.batch * p.heads * blocks_ * ldq_),
+        ldp_(padded_stride(blocks_)),
+        ldt_(padded_stride(3 * b_)),
+        lds_(padded_stride(3 * b_ + blocks_) + kSlack),
+        pooled_kt_(p.batch * p.heads * p.d * ldp_ + kSlack),
         pooled_v_(p.batch * p.heads * blocks_ * ldv_),
-        pooled_bias_(p.batch * p.heads * blocks_),
+        pooled_bias_(p.batch * p.heads * blocks_ + kSlack),
         workspaces_([&] {
           PooledWorkspace w;
           w.s = AlignedFloats(b_ * lds_);
-          w.acc = AlignedFloats(b_ * ldv_);
-          for (AlignedFloats* a : {&w.m_out, &w.alpha, &w.rowsum}) *a = AlignedFloats(b_);
-          w.key_bias = AlignedFloats(3 * b_);
+          w.kt = AlignedFloats(p.d * ldt_ + kSlack);
+          for (AlignedFloats* a : {&w.m_out, &w.alpha, &w.rowsum, &w.out_scale}) {
+            *a = AlignedFloats(b_);
+          }
+          w.key_bias = AlignedFloats(3 * b_ + kSlack);
           return w;
         }) {
     params_.set("block", b_);
@@ -115,24 +120,25 @@ class PooledAttention final : public Attention {
 
   // Mean key and mean value over the block's valid keys; bias log(count) is the count factor
   // (weight count x exp(s) for the block's summed values), -inf for a block of padding only.
+  // Pooled keys are stored transposed (d x blocks per head) for the score kernel.
   void pool_block(const float* k, const float* v, std::span<const std::uint8_t> valid, Index bh,
                   Index block) {
     const Problem& p = problem();
-    float* kb = pooled_k_.data() + (bh * blocks_ + block) * ldq_;
+    float* kt = pooled_kt_.data() + bh * p.d * ldp_ + block;
     float* vb = pooled_v_.data() + (bh * blocks_ + block) * ldv_;
-    std::fill(kb, kb + p.d, 0.0f);
+    for (Index x = 0; x < p.d; ++x) kt[x * ldp_] = 0.0f;
     std::fill(vb, vb + p.d_v, 0.0f);
     const Index begin = block * b_, end = std::min(p.n_k, begin + b_);
     Index count = 0;
     for (Index j = begin; j < end; ++j) {
       if (!valid.empty() && !valid[j]) continue;
       ++count;
-      for (Index x = 0; x < p.d; ++x) kb[x] += k[j * p.d + x];
+      for (Index x = 0; x < p.d; ++x) kt[x * ldp_] += k[j * p.d + x];
       for (Index x = 0; x < p.d_v; ++x) vb[x] += v[j * p.d_v + x];
     }
     if (count > 0) {
       const float inv = 1.0f / float(count);
-      for (Index x = 0; x < p.d; ++x) kb[x] *= inv;
+      for (Index x = 0; x < p.d; ++x) kt[x * ldp_] *= inv;
       for (Index x = 0; x < p.d_v; ++x) vb[x] *= inv;
     }
     pooled_bias_.data()[bh * blocks_ + block] = count > 0 ? std::log(float(count)) : kNegInf;
@@ -153,18 +159,18 @@ class PooledAttention final : public Attention {
       for (Index j = 0; j < exact; ++j) kbias[j] = valid[tile.exact_begin + j] ? 0.0f : kNegInf;
       exact_bias = kbias;
     }
-    segs[count++] = KeySegment{
-        k + tile.exact_begin * p.d, p.d, v + tile.exact_begin * p.d_v, p.d_v, exact_bias, exact};
-    const float* pk = pooled_k_.data() + bh * blocks_ * ldq_;
+    hierarchical::transpose_keys(k + tile.exact_begin * p.d, p.d, exact, p.d, w.kt.data(), ldt_);
+    segs[count++] =
+        KeySegment{w.kt.data(), ldt_, v + tile.exact_begin * p.d_v, p.d_v, exact_bias, exact};
+    const float* pk = pooled_kt_.data() + bh * p.d * ldp_;
     const float* pv = pooled_v_.data() + bh * blocks_ * ldv_;
     const float* pb = pooled_bias_.data() + bh * blocks_;
     if (tile.left_end > 0) {
-      segs[count++] = KeySegment{pk, ldq_, pv, ldv_, pb, tile.left_end};
+      segs[count++] = KeySegment{pk, ldp_, pv, ldv_, pb, tile.left_end};
     }
     if (tile.right_begin < blocks_) {
-      segs[count++] = KeySegment{pk + tile.right_begin * ldq_, ldq_,
-                                 pv + tile.right_begin * ldv_, ldv_,
-                                 pb + tile.right_begin,        blocks_ - tile.right_begin};
+      const Index c = tile.right_begin;
+      segs[count++] = KeySegment{pk + c, ldp_, pv + c * ldv_, ldv_, pb + c, blocks_ - c};
     }
     const std::span<const KeySegment> span(segs, static_cast<std::size_t>(count));
     Index cols = 0;
@@ -180,24 +186,19 @@ class PooledAttention final : public Attention {
         std::fill(sc + r * lds_ + first_excluded, sc + r * lds_ + exact, kNegInf);
       }
     }
-    hierarchical::tile_softmax(sc, lds_, rows, cols, nullptr, w.m_out.data(), w.alpha.data(),
-                               w.rowsum.data());
-    float* acc = w.acc.data();
-    hierarchical::tile_values(sc, lds_, rows, span, p.d_v, acc, ldv_);
-    for (Index r = 0; r < rows; ++r) {
-      float* o = out + (tile.row_begin + r) * p.d_v;
-      const float z = w.rowsum.data()[r];
-      if (z > 0.0f) {
-        const float inv = 1.0f / z;
-        for (Index x = 0; x < p.d_v; ++x) o[x] = acc[r * ldv_ + x] * inv;
-      } else {
-        std::fill(o, o + p.d_v, 0.0f);  // no allowed key: zeros, never NaN
-      }
-    }
+    float* z = w.rowsum.data();
+    hierarchical::tile_softmax(sc, lds_, rows, cols, nullptr, w.m_out.data(), w.alpha.data(), z);
+    float* inv = w.out_scale.data();
+    for (Index r = 0; r < rows; ++r) inv[r] = z[r] > 0.0f ? 1.0f / z[r] : 0.0f;  // zeros if empty
+    hierarchical::ValueTarget target;
+    target.y_out = out + tile.row_begin * p.d_v;
+    target.ld_out = p.d_v;
+    target.out_scale = inv;
+    hierarchical::tile_values(sc, lds_, rows, span, p.d_v, target);
   }
 
-  Index b_ = 1, blocks_ = 1, ldq_ = 0, ldv_ = 0, lds_ = 0;
-  AlignedFloats pooled_k_, pooled_v_, pooled_bias_;
+  Index b_ = 1, blocks_ = 1, ldq_ = 0, ldv_ = 0, ldp_ = 0, ldt_ = 0, lds_ = 0;
+  AlignedFloats pooled_kt_, pooled_v_, pooled_bias_;
   WorkspacePool<PooledWorkspace> workspaces_;
 };
 
@@ -234,9 +235,11 @@ ATTNBENCH_REGISTER_VARIANT(pooled) {
     const double heads = double(p.batch * p.heads);
     const double flops =
         heads * (2.0 * scores * double(p.d + p.d_v) + double(n) * double(p.d + p.d_v));
-    const double ldq = double(padded_stride(p.d)), ldv = double(padded_stride(p.d_v));
-    const double pooled = heads * double(blocks) * (ldq + ldv + 1);
-    const double tile = double(b) * (double(padded_stride(3 * b + blocks)) + ldv + 3) + 3.0 * b;
+    const double ldv = double(padded_stride(p.d_v));
+    const double pooled =
+        heads * (double(p.d) * double(padded_stride(blocks)) + double(blocks) * (ldv + 1));
+    const double tile = double(b) * (double(padded_stride(3 * b + blocks) + kSlack) + 4) +
+                        double(p.d) * double(padded_stride(3 * b)) + 3.0 * b + 3 * kSlack;
     return Cost{flops, (pooled + threads * tile) * sizeof(float)};
   };
   return info;

@@ -7,6 +7,7 @@
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
+#define ATTNBENCH_HIER_AVX2 1
 #endif
 
 namespace attnbench::hierarchical {
@@ -35,30 +36,172 @@ AlignedFloats& AlignedFloats::operator=(AlignedFloats&& other) noexcept {
 }
 
 namespace {
-using Stride = Eigen::OuterStride<>;
-using ConstStrided = Eigen::Map<const RowMatrix, 0, Stride>;
-using Strided = Eigen::Map<RowMatrix, 0, Stride>;
-}  // namespace
 
-void tile_scores(const float* q, Index ldq, Index rows, Index d, float scale,
-                 std::span<const KeySegment> segments, float* s, Index lds) {
-  ConstStrided qm(q, rows, d, Stride(ldq));
+// Rows per register block: 6 rows x 16 columns = 12 accumulators, plus two operand vectors and
+// one broadcast, fit the 16 AVX2 registers.
+constexpr int kRowBlock = 6;
+
+#ifdef ATTNBENCH_HIER_AVX2
+
+template <int R>
+void score_block(const float* q, Index ldq, Index d, float scale, const KeySegment& seg, float* s,
+                 Index lds) {
+  const __m256 vscale = _mm256_set1_ps(scale);
+  for (Index c0 = 0; c0 < seg.count; c0 += 16) {
+    __m256 acc[R][2];
+    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    const float* kt = seg.kt + c0;
+    for (Index x = 0; x < d; ++x) {
+      const __m256 k0 = _mm256_loadu_ps(kt + x * seg.ldkt);
+      const __m256 k1 = _mm256_loadu_ps(kt + x * seg.ldkt + 8);
+      for (int r = 0; r < R; ++r) {
+        const __m256 b = _mm256_broadcast_ss(q + r * ldq + x);
+        acc[r][0] = _mm256_fmadd_ps(b, k0, acc[r][0]);
+        acc[r][1] = _mm256_fmadd_ps(b, k1, acc[r][1]);
+      }
+    }
+    const __m256 b0 = seg.bias ? _mm256_loadu_ps(seg.bias + c0) : _mm256_setzero_ps();
+    const __m256 b1 = seg.bias ? _mm256_loadu_ps(seg.bias + c0 + 8) : _mm256_setzero_ps();
+    for (int r = 0; r < R; ++r) {
+      _mm256_storeu_ps(s + r * lds + c0, _mm256_fmadd_ps(acc[r][0], vscale, b0));
+      _mm256_storeu_ps(s + r * lds + c0 + 8, _mm256_fmadd_ps(acc[r][1], vscale, b1));
+    }
+  }
+}
+
+// Lanes [0, width) of a vector of 8.
+__m256i lane_mask(Index width) {
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(std::clamp<Index>(width, 0, 8))), lanes);
+}
+
+template <int R, bool kFull>
+void value_block(const float* p, Index ldp, Index r0, std::span<const KeySegment> segments,
+                 Index x0, Index width, const ValueTarget& t) {
+  const __m256i m0 = lane_mask(width), m1 = lane_mask(width - 8);
+  auto load = [&](const float* ptr, int half) {
+    if constexpr (kFull) return _mm256_loadu_ps(ptr + 8 * half);
+    return _mm256_maskload_ps(ptr + 8 * half, half == 0 ? m0 : m1);
+  };
+  __m256 acc[R][2];
+  for (int r = 0; r < R; ++r) {
+    if (t.y_in) {
+      const float* yp = t.y_in + ((t.in_first + r0 + r) >> t.in_shift) * t.ld_in + x0;
+      const __m256 a = _mm256_broadcast_ss(t.alpha + r0 + r);
+      acc[r][0] = _mm256_mul_ps(a, load(yp, 0));
+      acc[r][1] = _mm256_mul_ps(a, load(yp, 1));
+    } else {
+      acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    }
+  }
   Index col = 0;
   for (const KeySegment& seg : segments) {
-    ConstStrided km(seg.k, seg.count, d, Stride(seg.ldk));
-    Strided sm(s + col, rows, seg.count, Stride(lds));
-    sm.noalias() = scale * (qm * km.transpose());
-    if (seg.bias) {
-      for (Index r = 0; r < rows; ++r) {
-        float* row = s + r * lds + col;
-        for (Index c = 0; c < seg.count; ++c) row[c] += seg.bias[c];
+    const float* pc = p + r0 * ldp + col;
+    for (Index c = 0; c < seg.count; ++c) {
+      const float* v = seg.v + c * seg.ldv + x0;
+      const __m256 v0 = load(v, 0), v1 = load(v, 1);
+      for (int r = 0; r < R; ++r) {
+        const __m256 b = _mm256_broadcast_ss(pc + r * ldp + c);
+        acc[r][0] = _mm256_fmadd_ps(b, v0, acc[r][0]);
+        acc[r][1] = _mm256_fmadd_ps(b, v1, acc[r][1]);
       }
     }
     col += seg.count;
   }
+  for (int r = 0; r < R; ++r) {
+    float* y = t.y_out + (r0 + r) * t.ld_out + x0;
+    __m256 y0 = acc[r][0], y1 = acc[r][1];
+    if (t.out_scale) {
+      const __m256 sc = _mm256_broadcast_ss(t.out_scale + r0 + r);
+      y0 = _mm256_mul_ps(y0, sc);
+      y1 = _mm256_mul_ps(y1, sc);
+    }
+    if constexpr (kFull) {
+      _mm256_storeu_ps(y, y0);
+      _mm256_storeu_ps(y + 8, y1);
+    } else {
+      _mm256_maskstore_ps(y, m0, y0);
+      _mm256_maskstore_ps(y + 8, m1, y1);
+    }
+  }
 }
 
-namespace {
+template <int R>
+void value_rows(const float* p, Index ldp, Index r0, std::span<const KeySegment> segments,
+                Index d_v, const ValueTarget& t) {
+  for (Index x0 = 0; x0 < d_v; x0 += 16) {
+    const Index width = std::min<Index>(16, d_v - x0);
+    if (width == 16) {
+      value_block<R, true>(p, ldp, r0, segments, x0, width, t);
+    } else {
+      value_block<R, false>(p, ldp, r0, segments, x0, width, t);
+    }
+  }
+}
+
+#else  // portable fallback
+
+template <int R>
+void score_block(const float* q, Index ldq, Index d, float scale, const KeySegment& seg, float* s,
+                 Index lds) {
+  for (int r = 0; r < R; ++r) {
+    for (Index c = 0; c < seg.count; ++c) {
+      float acc = 0.0f;
+      for (Index x = 0; x < d; ++x) acc += q[r * ldq + x] * seg.kt[x * seg.ldkt + c];
+      s[r * lds + c] = acc * scale + (seg.bias ? seg.bias[c] : 0.0f);
+    }
+  }
+}
+
+template <int R>
+void value_rows(const float* p, Index ldp, Index r0, std::span<const KeySegment> segments,
+                Index d_v, const ValueTarget& t) {
+  for (int r = 0; r < R; ++r) {
+    float* y = t.y_out + (r0 + r) * t.ld_out;
+    for (Index x = 0; x < d_v; ++x) {
+      float acc = 0.0f;
+      if (t.y_in) {
+        acc = t.alpha[r0 + r] * t.y_in[((t.in_first + r0 + r) >> t.in_shift) * t.ld_in + x];
+      }
+      Index col = 0;
+      for (const KeySegment& seg : segments) {
+        for (Index c = 0; c < seg.count; ++c) {
+          acc += p[(r0 + r) * ldp + col + c] * seg.v[c * seg.ldv + x];
+        }
+        col += seg.count;
+      }
+      y[x] = t.out_scale ? acc * t.out_scale[r0 + r] : acc;
+    }
+  }
+}
+
+#endif
+
+template <typename F>
+void for_row_blocks(Index rows, F&& f) {
+  for (Index r0 = 0; r0 < rows; r0 += kRowBlock) {
+    switch (std::min<Index>(kRowBlock, rows - r0)) {
+      case 6:
+        f(r0, std::integral_constant<int, 6>{});
+        break;
+      case 5:
+        f(r0, std::integral_constant<int, 5>{});
+        break;
+      case 4:
+        f(r0, std::integral_constant<int, 4>{});
+        break;
+      case 3:
+        f(r0, std::integral_constant<int, 3>{});
+        break;
+      case 2:
+        f(r0, std::integral_constant<int, 2>{});
+        break;
+      default:
+        f(r0, std::integral_constant<int, 1>{});
+        break;
+    }
+  }
+}
 
 // exp(x - ref) in place and the sum of the results, for x <= ref (+ rounding). Arguments below
 // -87 give exactly 0 (Eigen's vectorised exp returns about 3e-39 for -inf, which would give a
@@ -67,7 +210,7 @@ namespace {
 float exp_shifted_sum(float* x, Index n, float ref) {
   Index i = 0;
   float total = 0.0f;
-#if defined(__AVX2__) && defined(__FMA__)
+#ifdef ATTNBENCH_HIER_AVX2
   const __m256 vref = _mm256_set1_ps(ref);
   const __m256 lo = _mm256_set1_ps(-87.0f), hi = _mm256_set1_ps(88.0f);
   const __m256 log2e = _mm256_set1_ps(1.44269504088896341f);
@@ -111,12 +254,34 @@ float exp_shifted_sum(float* x, Index n, float ref) {
 }
 
 float row_max(const float* x, Index n) {
+  Index i = 0;
   float m = kNegInf;
-  for (Index i = 0; i < n; ++i) m = std::max(m, x[i]);  // max is exact in any order
+#ifdef ATTNBENCH_HIER_AVX2
+  if (n >= 8) {
+    __m256 vm = _mm256_loadu_ps(x);
+    for (i = 8; i + 8 <= n; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(x + i));
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, vm);
+    for (float lane : lanes) m = std::max(m, lane);
+  }
+#endif
+  for (; i < n; ++i) m = std::max(m, x[i]);  // max is exact in any order
   return m;
 }
 
 }  // namespace
+
+void tile_scores(const float* q, Index ldq, Index rows, Index d, float scale,
+                 std::span<const KeySegment> segments, float* s, Index lds) {
+  for_row_blocks(rows, [&](Index r0, auto rb) {
+    Index col = 0;
+    // Segments in column order: each one overwrites the slack its predecessor spilled into.
+    for (const KeySegment& seg : segments) {
+      score_block<decltype(rb)::value>(q + r0 * ldq, ldq, d, scale, seg, s + r0 * lds + col, lds);
+      col += seg.count;
+    }
+  });
+}
 
 void tile_softmax(float* s, Index lds, Index rows, Index cols, const float* m_in, float* m_out,
                   float* alpha, float* rowsum) {
@@ -132,22 +297,17 @@ void tile_softmax(float* s, Index lds, Index rows, Index cols, const float* m_in
 }
 
 void tile_values(const float* p, Index ldp, Index rows, std::span<const KeySegment> segments,
-                 Index d_v, float* acc, Index ld_acc) {
-  Strided am(acc, rows, d_v, Stride(ld_acc));
-  Index col = 0;
-  bool first = true;
-  for (const KeySegment& seg : segments) {
-    ConstStrided pm(p + col, rows, seg.count, Stride(ldp));
-    ConstStrided vm(seg.v, seg.count, d_v, Stride(seg.ldv));
-    if (first) {
-      am.noalias() = pm * vm;
-    } else {
-      am.noalias() += pm * vm;
-    }
-    first = false;
-    col += seg.count;
+                 Index d_v, const ValueTarget& target) {
+  for_row_blocks(rows, [&](Index r0, auto rb) {
+    value_rows<decltype(rb)::value>(p, ldp, r0, segments, d_v, target);
+  });
+}
+
+void transpose_keys(const float* k, Index ldk, Index count, Index d, float* kt, Index ldkt) {
+  for (Index c = 0; c < count; ++c) {
+    const float* row = k + c * ldk;
+    for (Index x = 0; x < d; ++x) kt[x * ldkt + c] = row[x];
   }
-  if (first) am.setZero();
 }
 
 }  // namespace attnbench::hierarchical
