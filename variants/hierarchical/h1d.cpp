@@ -37,6 +37,7 @@ struct HeadLevels {
   AlignedFloats bias;            // level 0 (key mask) and 1..M-1: log(count), -inf if count = 0
   AlignedFloats count, inrange;  // levels 1..M-1: valid tokens, real positions (< n) under a token
   AlignedFloats m, z, y;         // levels 1..M-1: merged state (max logit, partition, output)
+  AlignedFloats weights;         // coarsening scratch: key weights of one block, per half
 };
 
 struct TileWorkspace {
@@ -88,6 +89,7 @@ class H1dAttention final : public Attention {
       s.y = AlignedFloats(rows * ldv_);
       s.bias = AlignedFloats(bias_off_[levels] + kSlack);
       for (AlignedFloats* a : {&s.count, &s.inrange, &s.m, &s.z}) *a = AlignedFloats(rows);
+      s.weights = AlignedFloats(4 * geo_.nr);
     }
   }
 
@@ -239,21 +241,21 @@ class H1dAttention final : public Attention {
       }
       // Key means, block-transposed: column c of block B comes from columns 2c, 2c + 1 of child
       // block 2B (c < Nr/2) or 2B + 1 (c >= Nr/2) of level l - 1.
+      float* wa = s.weights.data() + half * 2 * nr;
+      float* wb = wa + nr;
       const Index block_begin = begin / nr, block_end = (end + nr - 1) / nr;
       for (Index blk = block_begin; blk < block_end; ++blk) {
-        float* out = kt_block(s, l, blk);
         const Index tokens = std::min(nr, end - blk * nr);
         for (Index c = 0; c < tokens; ++c) {
           const Index t = blk * nr + c;
           const float ca = counts(head, l - 1, 2 * t).first;
           const float cb = counts(head, l - 1, 2 * t + 1).first;
           const float sum = ca + cb;
-          const float wa = sum > 0 ? ca / sum : 0.0f, wb = sum > 0 ? cb / sum : 0.0f;
-          const float* in = kt_block(s, l - 1, (2 * t) / nr) + (2 * t) % nr;
-          for (Index x = 0; x < d; ++x) {
-            out[x * ldk_ + c] = wa * in[x * ldk_] + wb * in[x * ldk_ + 1];
-          }
+          wa[c] = sum > 0 ? ca / sum : 0.0f;
+          wb[c] = sum > 0 ? cb / sum : 0.0f;
         }
+        hierarchical::coarsen_keys(kt_block(s, l - 1, 2 * blk), kt_block(s, l - 1, 2 * blk + 1),
+                                   ldk_, nr / 2, tokens, d, wa, wb, kt_block(s, l, blk));
       }
     }
   }
@@ -403,7 +405,7 @@ ATTNBENCH_REGISTER_VARIANT(h1d) {
     const double ldq = double(padded_stride(p.d)), ldv = double(padded_stride(p.d_v));
     const double ldk = double(padded_stride(nr));
     const double slot = (key_blocks + 1) * double(p.d) * ldk + coarse_rows * (ldq + 2 * ldv + 4) +
-                        double(g.real_tokens(0)) + coarse_rows + 2 * kSlack;
+                        double(g.real_tokens(0)) + coarse_rows + 2 * kSlack + 4.0 * nr;
     const double tile = double(nr) * (double(padded_stride(3 * nr) + kSlack) + 6);
     const double slots = std::min<double>(heads, threads);
     return Cost{flops, (slots * slot + threads * tile) * sizeof(float)};

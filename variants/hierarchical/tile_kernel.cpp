@@ -75,38 +75,53 @@ __m256i lane_mask(Index width) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(std::clamp<Index>(width, 0, 8))), lanes);
 }
 
+// The register block of tile_values: rows [r0, r0 + R) x columns [x0, x0 + 16) of the output.
+// kFull: all 16 columns exist; otherwise the first `width` (masked loads and stores, so that no
+// value row is read past its end).
 template <int R, bool kFull>
 void value_block(const float* p, Index ldp, Index r0, std::span<const KeySegment> segments,
                  Index x0, Index width, const ValueTarget& t) {
-  const __m256i m0 = lane_mask(width), m1 = lane_mask(width - 8);
-  auto load = [&](const float* ptr, int half) {
-    if constexpr (kFull) return _mm256_loadu_ps(ptr + 8 * half);
-    return _mm256_maskload_ps(ptr + 8 * half, half == 0 ? m0 : m1);
-  };
+  __m256i m0 = _mm256_setzero_si256(), m1 = _mm256_setzero_si256();
+  if constexpr (!kFull) {
+    m0 = lane_mask(width);
+    m1 = lane_mask(width - 8);
+  }
   __m256 acc[R][2];
   for (int r = 0; r < R; ++r) {
     if (t.y_in) {
       const float* yp = t.y_in + ((t.in_first + r0 + r) >> t.in_shift) * t.ld_in + x0;
       const __m256 a = _mm256_broadcast_ss(t.alpha + r0 + r);
-      acc[r][0] = _mm256_mul_ps(a, load(yp, 0));
-      acc[r][1] = _mm256_mul_ps(a, load(yp, 1));
+      if constexpr (kFull) {
+        acc[r][0] = _mm256_mul_ps(a, _mm256_loadu_ps(yp));
+        acc[r][1] = _mm256_mul_ps(a, _mm256_loadu_ps(yp + 8));
+      } else {
+        acc[r][0] = _mm256_mul_ps(a, _mm256_maskload_ps(yp, m0));
+        acc[r][1] = _mm256_mul_ps(a, _mm256_maskload_ps(yp + 8, m1));
+      }
     } else {
       acc[r][0] = acc[r][1] = _mm256_setzero_ps();
     }
   }
-  Index col = 0;
+  const float* pc = p + r0 * ldp;
   for (const KeySegment& seg : segments) {
-    const float* pc = p + r0 * ldp + col;
-    for (Index c = 0; c < seg.count; ++c) {
-      const float* v = seg.v + c * seg.ldv + x0;
-      const __m256 v0 = load(v, 0), v1 = load(v, 1);
+    const float* v = seg.v + x0;
+    const Index ldv = seg.ldv;
+    for (Index c = 0; c < seg.count; ++c, v += ldv) {
+      __m256 v0, v1;
+      if constexpr (kFull) {
+        v0 = _mm256_loadu_ps(v);
+        v1 = _mm256_loadu_ps(v + 8);
+      } else {
+        v0 = _mm256_maskload_ps(v, m0);
+        v1 = _mm256_maskload_ps(v + 8, m1);
+      }
       for (int r = 0; r < R; ++r) {
         const __m256 b = _mm256_broadcast_ss(pc + r * ldp + c);
         acc[r][0] = _mm256_fmadd_ps(b, v0, acc[r][0]);
         acc[r][1] = _mm256_fmadd_ps(b, v1, acc[r][1]);
       }
     }
-    col += seg.count;
+    pc += seg.count;
   }
   for (int r = 0; r < R; ++r) {
     float* y = t.y_out + (r0 + r) * t.ld_out + x0;
@@ -304,9 +319,68 @@ void tile_values(const float* p, Index ldp, Index rows, std::span<const KeySegme
 }
 
 void transpose_keys(const float* k, Index ldk, Index count, Index d, float* kt, Index ldkt) {
-  for (Index c = 0; c < count; ++c) {
-    const float* row = k + c * ldk;
-    for (Index x = 0; x < d; ++x) kt[x * ldkt + c] = row[x];
+  Index c0 = 0;
+#ifdef ATTNBENCH_HIER_AVX2
+  // 8 x 8 register transposes: a scalar transpose writes one float per cache line touched.
+  for (; c0 + 8 <= count; c0 += 8) {
+    Index x0 = 0;
+    for (; x0 + 8 <= d; x0 += 8) {
+      __m256 r[8], t[8];
+      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(k + (c0 + i) * ldk + x0);
+      for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+      }
+      for (int i = 0; i < 8; i += 4) {
+        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+      }
+      for (int i = 0; i < 4; ++i) {
+        _mm256_storeu_ps(kt + (x0 + i) * ldkt + c0, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+        _mm256_storeu_ps(kt + (x0 + i + 4) * ldkt + c0,
+                         _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+      }
+    }
+    for (; x0 < d; ++x0) {
+      for (Index i = 0; i < 8; ++i) kt[x0 * ldkt + c0 + i] = k[(c0 + i) * ldk + x0];
+    }
+  }
+#endif
+  for (; c0 < count; ++c0) {
+    for (Index x = 0; x < d; ++x) kt[x * ldkt + c0] = k[c0 * ldk + x];
+  }
+}
+
+void coarsen_keys(const float* in_lo, const float* in_hi, Index ld, Index half, Index tokens,
+                  Index d, const float* wa, const float* wb, float* out) {
+  for (int part = 0; part < 2; ++part) {
+    const Index c_begin = part == 0 ? 0 : half;
+    const Index c_end = part == 0 ? std::min(half, tokens) : tokens;
+    for (Index x = 0; x < d; ++x) {
+      // Token c's children are columns 2 (c - c_begin) and 2 (c - c_begin) + 1 of `row`.
+      const float* src = (part == 0 ? in_lo : in_hi) + x * ld;
+      float* o = out + x * ld;
+      Index c = c_begin;
+#ifdef ATTNBENCH_HIER_AVX2
+      // Even and odd columns split apart by two in-lane shuffles and one cross-lane permute.
+      for (; c + 8 <= c_end; c += 8) {
+        const float* pair = src + 2 * (c - c_begin);
+        const __m256 a = _mm256_loadu_ps(pair), b = _mm256_loadu_ps(pair + 8);
+        const __m256 even = _mm256_castpd_ps(_mm256_permute4x64_pd(
+            _mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))), 0xD8));
+        const __m256 odd = _mm256_castpd_ps(_mm256_permute4x64_pd(
+            _mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))), 0xD8));
+        _mm256_storeu_ps(o + c, _mm256_fmadd_ps(_mm256_loadu_ps(wa + c), even,
+                                                _mm256_mul_ps(_mm256_loadu_ps(wb + c), odd)));
+      }
+#endif
+      for (; c < c_end; ++c) {
+        const float* pair = src + 2 * (c - c_begin);
+        o[c] = wa[c] * pair[0] + wb[c] * pair[1];
+      }
+    }
   }
 }
 

@@ -97,4 +97,10 @@ void tile_values(const float* p, Index ldp, Index rows, std::span<const KeySegme
 // kt (d rows, stride ldkt) = the transpose of `count` rows of k (row-major, stride ldk).
 void transpose_keys(const float* k, Index ldk, Index count, Index d, float* kt, Index ldkt);
 
+// One level of key coarsening in the transposed layout (d rows, stride ld): output column c is
+// wa[c] * column 2c + wb[c] * column 2c + 1 of in_lo for c < half, and of in_hi (whose column 0
+// is token `half`'s first child) for half <= c < tokens.
+void coarsen_keys(const float* in_lo, const float* in_hi, Index ld, Index half, Index tokens,
+                  Index d, const float* wa, const float* wb, float* out);
+
 }  // namespace attnbench::hierarchical
