@@ -43,29 +43,28 @@ constexpr int kRowBlock = 6;
 
 #ifdef ATTNBENCH_HIER_AVX2
 
+// One register block of tile_scores: rows [0, R) x keys [0, 16) of a chunk (kt and bias point
+// at the chunk's first key; s at its first score).
 template <int R>
-void score_block(const float* q, Index ldq, Index d, float scale, const KeySegment& seg, float* s,
-                 Index lds) {
-  const __m256 vscale = _mm256_set1_ps(scale);
-  for (Index c0 = 0; c0 < seg.count; c0 += 16) {
-    __m256 acc[R][2];
-    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-    const float* kt = seg.kt + c0;
-    for (Index x = 0; x < d; ++x) {
-      const __m256 k0 = _mm256_loadu_ps(kt + x * seg.ldkt);
-      const __m256 k1 = _mm256_loadu_ps(kt + x * seg.ldkt + 8);
-      for (int r = 0; r < R; ++r) {
-        const __m256 b = _mm256_broadcast_ss(q + r * ldq + x);
-        acc[r][0] = _mm256_fmadd_ps(b, k0, acc[r][0]);
-        acc[r][1] = _mm256_fmadd_ps(b, k1, acc[r][1]);
-      }
-    }
-    const __m256 b0 = seg.bias ? _mm256_loadu_ps(seg.bias + c0) : _mm256_setzero_ps();
-    const __m256 b1 = seg.bias ? _mm256_loadu_ps(seg.bias + c0 + 8) : _mm256_setzero_ps();
+void score_block(const float* q, Index ldq, Index d, float scale, const float* kt, Index ldkt,
+                 const float* bias, float* s, Index lds) {
+  __m256 acc[R][2];
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (Index x = 0; x < d; ++x) {
+    const __m256 k0 = _mm256_loadu_ps(kt + x * ldkt);
+    const __m256 k1 = _mm256_loadu_ps(kt + x * ldkt + 8);
     for (int r = 0; r < R; ++r) {
-      _mm256_storeu_ps(s + r * lds + c0, _mm256_fmadd_ps(acc[r][0], vscale, b0));
-      _mm256_storeu_ps(s + r * lds + c0 + 8, _mm256_fmadd_ps(acc[r][1], vscale, b1));
+      const __m256 b = _mm256_broadcast_ss(q + r * ldq + x);
+      acc[r][0] = _mm256_fmadd_ps(b, k0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(b, k1, acc[r][1]);
     }
+  }
+  const __m256 vscale = _mm256_set1_ps(scale);
+  const __m256 b0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
+  const __m256 b1 = bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
+  for (int r = 0; r < R; ++r) {
+    _mm256_storeu_ps(s + r * lds, _mm256_fmadd_ps(acc[r][0], vscale, b0));
+    _mm256_storeu_ps(s + r * lds + 8, _mm256_fmadd_ps(acc[r][1], vscale, b1));
   }
 }
 
@@ -141,29 +140,16 @@ void value_block(const float* p, Index ldp, Index r0, std::span<const KeySegment
   }
 }
 
-template <int R>
-void value_rows(const float* p, Index ldp, Index r0, std::span<const KeySegment> segments,
-                Index d_v, const ValueTarget& t) {
-  for (Index x0 = 0; x0 < d_v; x0 += 16) {
-    const Index width = std::min<Index>(16, d_v - x0);
-    if (width == 16) {
-      value_block<R, true>(p, ldp, r0, segments, x0, width, t);
-    } else {
-      value_block<R, false>(p, ldp, r0, segments, x0, width, t);
-    }
-  }
-}
-
 #else  // portable fallback
 
 template <int R>
-void score_block(const float* q, Index ldq, Index d, float scale, const KeySegment& seg, float* s,
-                 Index lds) {
+void score_block(const float* q, Index ldq, Index d, float scale, const float* kt, Index ldkt,
+                 const float* bias, float* s, Index lds) {
   for (int r = 0; r < R; ++r) {
-    for (Index c = 0; c < seg.count; ++c) {
+    for (Index c = 0; c < 16; ++c) {
       float acc = 0.0f;
-      for (Index x = 0; x < d; ++x) acc += q[r * ldq + x] * seg.kt[x * seg.ldkt + c];
-      s[r * lds + c] = acc * scale + (seg.bias ? seg.bias[c] : 0.0f);
+      for (Index x = 0; x < d; ++x) acc += q[r * ldq + x] * kt[x * ldkt + c];
+      s[r * lds + c] = acc * scale + (bias ? bias[c] : 0.0f);
     }
   }
 }
@@ -288,14 +274,19 @@ float row_max(const float* x, Index n) {
 
 void tile_scores(const float* q, Index ldq, Index rows, Index d, float scale,
                  std::span<const KeySegment> segments, float* s, Index lds) {
-  for_row_blocks(rows, [&](Index r0, auto rb) {
-    Index col = 0;
-    // Segments in column order: each one overwrites the slack its predecessor spilled into.
-    for (const KeySegment& seg : segments) {
-      score_block<decltype(rb)::value>(q + r0 * ldq, ldq, d, scale, seg, s + r0 * lds + col, lds);
-      col += seg.count;
+  // Chunk-major order keeps one chunk of keys (d x 16) in L1 while every row block passes over
+  // it. Chunks run in column order, so each overwrites the slack its predecessor spilled into.
+  Index col = 0;
+  for (const KeySegment& seg : segments) {
+    for (Index c0 = 0; c0 < seg.count; c0 += 16) {
+      const float* bias = seg.bias ? seg.bias + c0 : nullptr;
+      for_row_blocks(rows, [&](Index r0, auto rb) {
+        score_block<decltype(rb)::value>(q + r0 * ldq, ldq, d, scale, seg.kt + c0, seg.ldkt, bias,
+                                         s + r0 * lds + col + c0, lds);
+      });
     }
-  });
+    col += seg.count;
+  }
 }
 
 void tile_softmax(float* s, Index lds, Index rows, Index cols, const float* m_in, float* m_out,
@@ -313,9 +304,23 @@ void tile_softmax(float* s, Index lds, Index rows, Index cols, const float* m_in
 
 void tile_values(const float* p, Index ldp, Index rows, std::span<const KeySegment> segments,
                  Index d_v, const ValueTarget& target) {
+#ifdef ATTNBENCH_HIER_AVX2
+  // Column-chunk-major order keeps one chunk of values (keys x 16) in L1 across row blocks.
+  for (Index x0 = 0; x0 < d_v; x0 += 16) {
+    const Index width = std::min<Index>(16, d_v - x0);
+    for_row_blocks(rows, [&](Index r0, auto rb) {
+      if (width == 16) {
+        value_block<decltype(rb)::value, true>(p, ldp, r0, segments, x0, width, target);
+      } else {
+        value_block<decltype(rb)::value, false>(p, ldp, r0, segments, x0, width, target);
+      }
+    });
+  }
+#else
   for_row_blocks(rows, [&](Index r0, auto rb) {
     value_rows<decltype(rb)::value>(p, ldp, r0, segments, d_v, target);
   });
+#endif
 }
 
 void transpose_keys(const float* k, Index ldk, Index count, Index d, float* kt, Index ldkt) {
