@@ -21,6 +21,7 @@ const std::vector<std::string> kExpectedVariants = {
     // hierarchical
 
     // approximate
+    "linear",
 };
 
 TEST(Registry, EveryExpectedVariantIsRegistered) {
