@@ -7,8 +7,10 @@
 namespace attnbench {
 
 void elu_plus_one(ConstMatRef x, MatRef out) {
+  // exp(min(x, 0)) + max(x, 0) is elu(x) + 1 on both branches and keeps Eigen's vectorised exp
+  // (a select() over the two branches falls back to scalar expf).
   const auto a = x.array();
-  out.array() = (a > 0.0f).select(a + 1.0f, a.exp());
+  out.array() = a.min(0.0f).exp() + a.max(0.0f);
 }
 
 FavorKind parse_favor_kind(const std::string& name) {
@@ -49,6 +51,12 @@ RowMatrix draw_favor_projection(Index directions, Index d, bool orthogonal, Rng&
     }
   }
   return w;
+}
+
+RowMatrix favor_projection_for_head(std::uint64_t seed, Index head, Index features, FavorKind kind,
+                                    Index d, bool orthogonal) {
+  Rng rng(seed, 0xfa7025, std::uint64_t(head));
+  return draw_favor_projection(favor_directions(features, kind), d, orthogonal, rng);
 }
 
 void favor_exponents(ConstMatRef x, ConstMatRef w_scaled, double scale, FavorKind kind, MatRef u,

@@ -29,6 +29,11 @@ Index favor_directions(Index features, FavorKind kind);
 // while rows within a block stay orthogonal. Otherwise iid N(0, 1) entries.
 RowMatrix draw_favor_projection(Index directions, Index d, bool orthogonal, Rng& rng);
 
+// The directions a variant draws for head `head`: draw_favor_projection on the stream
+// (seed, head), so a test can rebuild the exact features a variant used.
+RowMatrix favor_projection_for_head(std::uint64_t seed, Index head, Index features, FavorKind kind,
+                                    Index d, bool orthogonal);
+
 // Feature exponents u (rows, features) of x (rows, d): u_if = +-<w_f, x'_i> - |x'_i|^2 / 2 with
 // x' = sqrt(scale) x, given w_scaled = sqrt(scale) W (directions, d). If proj_max is not null it
 // receives, per row, the largest projection +-<w_f, x'_i> (the references' stabiliser).
