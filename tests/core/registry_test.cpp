@@ -22,6 +22,7 @@ const std::vector<std::string> kExpectedVariants = {
 
     // approximate
     "linear",
+    "linformer",
     "performer",
 };
 

@@ -30,7 +30,7 @@ using approx::Partition;
 
 constexpr Index kKeySpan = 1024;    // keys per partial sum (non-causal)
 constexpr Index kMaxSpans = 64;     // partial sums per head
-constexpr Index kBlock = 128;       // rows per feature block: (block, m) stays in L2
+constexpr Index kBlock = 256;       // rows per feature block: (block, m) stays in L2
 constexpr Index kCausalChunk = 64;  // quadratic block of the chunked causal form
 
 // Sums over a set of keys, with features taken relative to the reference exponent `ref`:
@@ -68,6 +68,7 @@ struct PerformerWorkspace {
   RowMatrix kv_tmp;                   // (m, d_v)
   RowMatrix kv_f;                     // (m, d_v) float copy of the causal state
   Eigen::VectorXf z_f;                // (m)
+  Eigen::RowVectorXf z_tmp;           // (m)
   Eigen::VectorXf den;                // (block)
   Eigen::VectorXf row_aux;            // (block) row sums of the query features (epsilon terms)
   Eigen::VectorXf gamma;              // (block) per-row key factors (causal, epsilon > 0)
@@ -110,6 +111,7 @@ class Performer final : public Attention {
       w.kv_tmp.resize(m_, p.d_v);
       w.kv_f.resize(m_, p.d_v);
       w.z_f.resize(m_);
+      w.z_tmp.resize(m_);
       w.den.resize(kBlock);
       w.row_aux.resize(kBlock);
       w.gamma.resize(kBlock);
@@ -168,7 +170,11 @@ class Performer final : public Attention {
     const ConstMatMap vm(v_rows, rows, dv);
     w.kv_tmp.noalias() = b.transpose() * vm;
     sums.kv += w.kv_tmp.cast<double>();
-    sums.z += b.colwise().sum().cast<double>();
+    // Row by row: a column sum of a row-major block would walk down columns.
+    auto& zsum = w.z_tmp;
+    zsum = b.row(0);
+    for (Index j = 1; j < rows; ++j) zsum += b.row(j);
+    sums.z += zsum.cast<double>();
     for (Index j = 0; j < rows; ++j) {
       if (!valid.empty() && !valid[j0 + j]) continue;
       sums.sum_v += vm.row(j).cast<double>();
