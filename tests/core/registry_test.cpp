@@ -23,6 +23,7 @@ const std::vector<std::string> kExpectedVariants = {
     // approximate
     "linear",
     "linformer",
+    "nystrom",
     "performer",
 };
 
