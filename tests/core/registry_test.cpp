@@ -25,6 +25,7 @@ const std::vector<std::string> kExpectedVariants = {
     "linformer",
     "nystrom",
     "performer",
+    "scatterbrain",
 };
 
 TEST(Registry, EveryExpectedVariantIsRegistered) {
