@@ -42,7 +42,6 @@ void online_softmax_update(SoftmaxTile& tile, float* s, Index lds, Index bc, con
                            Index ldv);
 
 // out (br, d_v) stride ld_out = acc / l; rows with l == 0 get zeros. Also writes lse if given.
-void online_softmax_finish(const SoftmaxTile& tile, float* out, Index ld_out,
-                           float* lse = nullptr);
+void online_softmax_finish(const SoftmaxTile& tile, float* out, Index ld_out, float* lse = nullptr);
 
 }  // namespace attnbench

@@ -9,10 +9,12 @@ namespace attnbench {
 namespace {
 
 // One name per variant file. Adding a variant adds its name here.
+// clang-format off
 const std::vector<std::string> kExpectedVariants = {
     // exact
     "full",
     "flash",
+    "chunked",
 
     // sparse
 
@@ -27,6 +29,7 @@ const std::vector<std::string> kExpectedVariants = {
     "performer",
     "scatterbrain",
 };
+// clang-format on
 
 TEST(Registry, EveryExpectedVariantIsRegistered) {
   const auto names = Registry::instance().names(/*include_hidden=*/true);

@@ -1,10 +1,10 @@
 // FlashAttention-style exact attention: tiled online softmax, never materialising the score
 // matrix. Time O(n_q n_k (d + d_v)) (about half when causal), memory O(block_q block_k) scratch
 // per thread. Dao et al., "FlashAttention", NeurIPS 2022; Dao, "FlashAttention-2", 2023.
-#include <algorithm>
-#include <atomic>
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
+#include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "attention/online_softmax.h"
