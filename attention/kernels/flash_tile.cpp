@@ -12,6 +12,12 @@
 #include "attention/kernels/simd.h"
 #include "attention/online_softmax.h"
 
+// GCC 12's avx512fintrin.h trips -Wmaybe-uninitialized on its own _mm512_undefined_ps() when
+// inlined (GCC bug 105593, fixed in GCC 13).
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13 && defined(__AVX512F__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 #if defined(__GNUC__)
 #define ATTNBENCH_INLINE inline __attribute__((always_inline))
 // Complete unrolling before scalar replacement keeps the accumulator arrays in registers
@@ -102,21 +108,24 @@ struct FloatBuffer {
 
 // Sizes of the workspace arrays for backend V.
 struct Layout {
-  Index ldqt;    // queries per row of Q^T and S^T: max_br rounded up to the score panel width
+  Index ldqt;    // row stride of Q^T and S^T: max_br rounded up to the score panel width, plus
+                 // one cache line if that is an even number of lines (see below)
   Index ld_acc;  // d_v rounded up to the vector width
-  bool pack_v;   // d_v is not a multiple of the width: V tiles are copied into padded rows
   Index qt, st, acc, vp, state;  // element counts; 4 state arrays (m, l, alpha, column max)
 
   template <class V>
   static Layout make(Index max_br, Index max_bc, Index d, Index d_v) {
     Layout l;
     l.ldqt = round_up(max_br, Index(V::kScoreNv * V::kWidth));
+    // A column block of S^T (one P broadcast stream of the P V kernel) touches one line per key.
+    // With a power-of-two stride those lines share a quarter of the L1 sets and evict each
+    // other; an odd number of 64-byte lines per row spreads them over all sets.
+    if (l.ldqt % 16 == 0 && (l.ldqt / 16) % 2 == 0) l.ldqt += 16;
     l.ld_acc = round_up(d_v, Index(V::kWidth));
-    l.pack_v = d_v % V::kWidth != 0;
     l.qt = d * l.ldqt;
     l.st = max_bc * l.ldqt;
     l.acc = max_br * l.ld_acc;
-    l.vp = l.pack_v ? max_bc * l.ld_acc : 0;
+    l.vp = max_bc * l.ld_acc;
     l.state = l.ldqt;
     return l;
   }
@@ -298,7 +307,7 @@ struct FlashTile::Impl {
     qt = take(lay.qt);
     st = take(lay.st);
     acc = take(lay.acc);
-    vp = lay.vp ? take(lay.vp) : nullptr;
+    vp = take(lay.vp);
     m = take(lay.state);
     l = take(lay.state);
     alpha = take(lay.state);
@@ -463,27 +472,31 @@ void FlashTile::Impl::add_keys(const float* k, Index ldk, const float* v, Index 
   g_prof[2] += t3 - t2;
 #endif
 
-  // 4. acc = alpha acc + P V. Each query block only visits the keys its band allows (the
-  //    other P entries are exactly 0).
-  const float* vsrc = v;
-  Index ldvs = ldv;
-  if (lay.pack_v) {
-    // Rows padded to a whole vector (padding stays zero from setup) so loads never run past
-    // the end of v.
-    for (Index c = 0; c < bc; ++c) std::copy(v + c * ldv, v + c * ldv + d_v, vp + c * ld_acc);
-    vsrc = vp;
-    ldvs = ld_acc;
-  }
-  // Column chunks outermost: the chunk of V (bc x kPnv vectors) stays in L1 while the query
-  // blocks stream P^T past it (the other order re-reads all of V from L2 for every block).
+  // 4. acc = alpha acc + P V. V is first copied chunk by chunk (kPnv vectors of columns) into
+  //    contiguous panels: the P V kernel walks one chunk down all bc keys for every query
+  //    block, and read in place (a row stride of d_v floats, typically 256 bytes) those rows
+  //    would pile into a quarter of the L1 sets and be re-fetched from L2 each time. The copy
+  //    also zero-pads d_v to whole vectors so no load runs past the end of v. It costs bc d_v
+  //    moves against br bc d_v multiply-adds.
   const Index nvv = ld_acc / W;
+  float* const vp_ = vp;
+  for (Index j0 = 0; j0 < nvv; j0 += kPnv) {
+    const Index nv = std::min(kPnv, nvv - j0), width = nv * W;
+    const Index cols = std::min(width, d_v - j0 * W);  // the rest of the panel row stays zero
+    float* panel = vp_ + j0 * W * max_bc;
+    for (Index c = 0; c < bc; ++c) {
+      std::copy(v + c * ldv + j0 * W, v + c * ldv + j0 * W + cols, panel + c * width);
+    }
+  }
+  // Each query block only visits the keys its band allows (the other P entries are exactly 0).
   for (Index j0 = 0; j0 < nvv; j0 += kPnv) {
     const int nv = int(std::min(kPnv, nvv - j0));
+    const float* panel = vp_ + j0 * W * max_bc;
     for (Index r0 = 0; r0 < br; r0 += kPmr) {
       const int mr = int(std::min(kPmr, br - r0));
       const Index c_lo = std::clamp<Index>(r0 + dmin, 0, bc);
       const Index c_hi = std::clamp<Index>(r0 + mr - 1 + dmax + 1, 0, bc);
-      pv_rows<V, V::kPvMr>(mr, nv, c_lo, std::max(c_lo, c_hi), st_ + r0, ldst, vsrc + j0 * W, ldvs,
+      pv_rows<V, V::kPvMr>(mr, nv, c_lo, std::max(c_lo, c_hi), st_ + r0, ldst, panel, nv * W,
                            acc_ + r0 * ld_acc + j0 * W, ld_acc, alpha_ + r0);
     }
   }

@@ -199,8 +199,8 @@ ATTNBENCH_REGISTER_VARIANT(flash) {
   info.traits.time_complexity = "O(n_q n_k (d + d_v))";
   info.traits.memory_complexity = "O(block_q (d + block_k + d_v)) per thread";
   info.params = {
-      ParamSpec::integer("block_q", 64, 1, 65536, "query tile rows (Br); clipped to n_q"),
-      ParamSpec::integer("block_k", 128, 1, 65536, "key tile columns (Bc); clipped to n_k"),
+      ParamSpec::integer("block_q", 96, 1, 65536, "query tile rows (Br); clipped to n_q"),
+      ParamSpec::integer("block_k", 96, 1, 65536, "key tile columns (Bc); clipped to n_k"),
       ParamSpec::choice("kernel", "auto", kKernelChoices,
                         "tile kernel: auto (fastest built), avx512, avx2, portable (scalar "
                         "fallback), or eigen (Eigen tile products and scalar softmax, the "
