@@ -29,8 +29,6 @@ const std::vector<std::string> kExpectedVariants = {
     "reformer_qk",
 
     // hierarchical
-    "h1d",
-    "pooled",
 
     // approximate
 };
