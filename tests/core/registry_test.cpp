@@ -25,8 +25,6 @@ const std::vector<std::string> kExpectedVariants = {
     "longformer",
 
     // lsh
-    "reformer",
-    "reformer_qk",
 
     // hierarchical
 
