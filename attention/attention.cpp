@@ -44,16 +44,16 @@ void Attention::forward(const Tensor4& q, const Tensor4& k, const Tensor4& v, Te
                                   "without key_padding");
     }
     if (mask.batch() != p.batch || mask.n_k() != p.n_k) {
-      throw std::invalid_argument(name_ + ": key mask is [" + std::to_string(mask.batch()) +
-                                  ", " + std::to_string(mask.n_k()) + "], expected [" +
+      throw std::invalid_argument(name_ + ": key mask is [" + std::to_string(mask.batch()) + ", " +
+                                  std::to_string(mask.n_k()) + "], expected [" +
                                   std::to_string(p.batch) + ", " + std::to_string(p.n_k) + "]");
     }
   }
   compute(q, k, v, out, mask);
 }
 
-void HeadwiseAttention::compute(const Tensor4& q, const Tensor4& k, const Tensor4& v,
-                                Tensor4& out, const KeyMask& mask) {
+void HeadwiseAttention::compute(const Tensor4& q, const Tensor4& k, const Tensor4& v, Tensor4& out,
+                                const KeyMask& mask) {
   const Index heads = problem().heads;
   const Index total = problem().batch * heads;
   tbb::parallel_for(tbb::blocked_range<Index>(0, total, 1), [&](const auto& range) {

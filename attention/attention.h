@@ -6,10 +6,13 @@
 // faults cost 10-40 us per 4 KiB page on virtual machines and would dominate the figures).
 #pragma once
 
+#include <tbb/task_arena.h>
+#include <algorithm>
+#include <limits>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
-#include <tbb/task_arena.h>
 #include <vector>
 
 #include "attention/params.h"
@@ -79,33 +82,88 @@ class HeadwiseAttention : public Attention {
                const KeyMask& mask) override;
 };
 
-// Per-thread workspaces allocated in setup. local() returns the slot of the calling oneTBB
-// worker, so forward() reuses memory touched before and pays no page faults. The pool is sized
-// for the arena current at construction; the harness constructs and runs variants under the
-// same thread setting.
+// Per-thread workspaces allocated in setup, so forward() reuses memory touched before and pays
+// no page faults. Two ways to use it:
+//  - local(): the slot of the calling oneTBB worker (the pool has one slot per arena thread).
+//    Right for kernels that parallelise inside forward() and need scratch per task.
+//  - acquire(): a slot leased for the lifetime of the returned object, from a pool of
+//    min(threads, max_users) slots. Right for large per-head scratch (a score matrix) when fewer
+//    heads than threads run: one head on two threads needs one matrix, not two.
+// The pool is sized for the arena current at construction; the harness constructs and runs
+// variants under the same thread setting.
 template <typename T>
 class WorkspacePool {
  public:
+  class Lease {
+   public:
+    Lease(WorkspacePool* pool, int slot) : pool_(pool), slot_(slot) {}
+    Lease(Lease&& other) noexcept : pool_(other.pool_), slot_(other.slot_) {
+      other.pool_ = nullptr;
+    }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    Lease& operator=(Lease&&) = delete;
+    ~Lease() {
+      if (pool_) pool_->release(slot_);
+    }
+    T& operator*() const { return pool_->slots_[slot_]; }
+    T* operator->() const { return &pool_->slots_[slot_]; }
+
+   private:
+    WorkspacePool* pool_;
+    int slot_;
+  };
+
   WorkspacePool() = default;
   template <typename Make>
-  explicit WorkspacePool(Make make) {
-    const int slots = tbb::this_task_arena::max_concurrency();
+  explicit WorkspacePool(Make make, Index max_users = std::numeric_limits<int>::max()) {
+    const int threads = tbb::this_task_arena::max_concurrency();
+    const int slots = static_cast<int>(std::min<Index>(threads, std::max<Index>(1, max_users)));
     slots_.reserve(slots);
-    for (int i = 0; i < slots; ++i) slots_.push_back(make());
+    free_.reserve(slots);
+    for (int i = 0; i < slots; ++i) {
+      slots_.push_back(make());
+      free_.push_back(slots - 1 - i);
+    }
+    per_thread_ = slots == threads;
   }
+  WorkspacePool(WorkspacePool&& other) noexcept
+      : slots_(std::move(other.slots_)),
+        free_(std::move(other.free_)),
+        per_thread_(other.per_thread_) {}
+
   T& local() {
     const int slot = tbb::this_task_arena::current_thread_index();
-    if (slot < 0 || slot >= static_cast<int>(slots_.size())) {
+    if (!per_thread_ || slot < 0 || slot >= static_cast<int>(slots_.size())) {
       throw std::logic_error("WorkspacePool: thread slot " + std::to_string(slot) +
                              " outside the pool of " + std::to_string(slots_.size()) +
-                             " (forward called with more threads than at setup)");
+                             " (forward called with more threads than at setup?)");
     }
     return slots_[slot];
   }
+
+  Lease acquire() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (free_.empty()) {
+      throw std::logic_error("WorkspacePool: all " + std::to_string(slots_.size()) +
+                             " slots in use (forward called with more threads than at setup?)");
+    }
+    const int slot = free_.back();
+    free_.pop_back();
+    return Lease(this, slot);
+  }
+
   std::size_t size() const { return slots_.size(); }
 
  private:
+  void release(int slot) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    free_.push_back(slot);  // capacity reserved in setup: never allocates
+  }
   std::vector<T> slots_;
+  std::vector<int> free_;
+  std::mutex mutex_;
+  bool per_thread_ = false;
 };
 
 }  // namespace attnbench

@@ -58,8 +58,8 @@ ErrorMetrics compute_error(const Tensor4& out, const Tensor4& v,
         ++m.rows_fully_masked;
         for (Index c = 0; c < o.cols(); ++c) {
           const double x = o(i, c);
-          m.masked_rows_max_abs = std::max(m.masked_rows_max_abs, std::isfinite(x) ? std::fabs(x)
-                                                                                    : INFINITY);
+          m.masked_rows_max_abs =
+              std::max(m.masked_rows_max_abs, std::isfinite(x) ? std::fabs(x) : INFINITY);
           if (!std::isfinite(x)) ++m.nonfinite;
         }
         continue;

@@ -57,16 +57,18 @@ void online_softmax_finish(const SoftmaxTile& tile, float* out, Index ld_out, fl
 // ---------------------------------------------------------------------------------------------
 // FlashTile: the fused tile kernel.
 //
-// Computes the same online softmax with the score tile held transposed, S^T = K_tile (scale Q)^T
-// (keys x queries), so that
-//   * neither K nor V is ever packed: both GEMMs broadcast from rows of K and of P^T and stream
-//     rows of V straight from the inputs; only the query tile is transposed (and pre-scaled) once
-//     in begin(), which is amortised over every key tile;
-//   * the per-query softmax (max, exp, sum, rescale factor) runs down columns, i.e. elementwise
-//     across vectors of queries, with no horizontal reductions;
-//   * the rescale acc = alpha acc is folded into the P V micro-kernel's accumulator load.
+// Computes the same online softmax with the score tile held transposed, S^T = K_tile (c Q)^T
+// (keys x queries, c = scale log2 e so the softmax runs in base 2), so that
+//   * K is never packed: the score GEMM broadcasts straight from rows of K against Q^T, which is
+//     transposed and pre-scaled once per query tile in begin() and reused by every key tile;
+//   * the per-query softmax (max, exp, sum, rescale factor) runs down columns, elementwise across
+//     vectors of queries, with no horizontal reductions; the column max is folded into the
+//     score micro-kernel while the scores are still in registers;
+//   * the P V GEMM broadcasts from P^T and streams V, copied once per key tile into column
+//     panels (cache-friendly, zero-padded to whole vectors; bc d_v moves against br bc d_v
+//     multiply-adds); the rescale acc = alpha acc is folded into its accumulator load.
 // Register-blocked micro-kernels for AVX-512, AVX2+FMA, and a portable scalar fallback (see
-// attention/kernels/simd.h); exp is a vectorised polynomial (few ulp; results below FLT_MIN
+// attention/kernels/simd.h); exp2 is a vectorised polynomial (few ulp; results below FLT_MIN
 // flush to 0, which cannot change a softmax row whose largest term is 1).
 //
 // Use (one FlashTile per thread, built in setup; forward never allocates):

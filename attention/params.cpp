@@ -24,26 +24,31 @@ const char* to_string(ParamType type) {
 
 ParamSpec ParamSpec::integer(std::string name, Json def, double min, double max, std::string doc,
                              std::string auto_rule) {
-  return ParamSpec{std::move(name), ParamType::Int, std::move(def), min, max, {}, std::move(doc),
-                   std::move(auto_rule)};
+  return ParamSpec{std::move(name), ParamType::Int,      std::move(def), min, max, {},
+                   std::move(doc),  std::move(auto_rule)};
 }
 ParamSpec ParamSpec::real(std::string name, Json def, double min, double max, std::string doc,
                           std::string auto_rule) {
-  return ParamSpec{std::move(name), ParamType::Float, std::move(def), min, max, {}, std::move(doc),
-                   std::move(auto_rule)};
+  return ParamSpec{std::move(name), ParamType::Float,    std::move(def), min, max, {},
+                   std::move(doc),  std::move(auto_rule)};
 }
 ParamSpec ParamSpec::boolean(std::string name, bool def, std::string doc) {
   return ParamSpec{std::move(name), ParamType::Bool, Json(def), 0, 1, {}, std::move(doc), {}};
 }
 ParamSpec ParamSpec::choice(std::string name, std::string def, std::vector<std::string> choices,
                             std::string doc) {
-  return ParamSpec{std::move(name), ParamType::Choice, Json(std::move(def)), 0, 0,
-                   std::move(choices), std::move(doc), {}};
+  return ParamSpec{std::move(name),
+                   ParamType::Choice,
+                   Json(std::move(def)),
+                   0,
+                   0,
+                   std::move(choices),
+                   std::move(doc),
+                   {}};
 }
-ParamSpec ParamSpec::int_list(std::string name, Json def, double min, double max,
-                              std::string doc) {
-  return ParamSpec{std::move(name), ParamType::IntList, std::move(def), min, max, {},
-                   std::move(doc), {}};
+ParamSpec ParamSpec::int_list(std::string name, Json def, double min, double max, std::string doc) {
+  return ParamSpec{
+      std::move(name), ParamType::IntList, std::move(def), min, max, {}, std::move(doc), {}};
 }
 
 namespace {
@@ -142,8 +147,11 @@ std::string ParamSpec::range_string() const {
 }
 
 Json ParamSpec::describe() const {
-  Json j = {{"name", name},     {"type", to_string(type)},   {"default", default_value},
-            {"doc", doc},       {"range", range_string()}};
+  Json j = {{"name", name},
+            {"type", to_string(type)},
+            {"default", default_value},
+            {"doc", doc},
+            {"range", range_string()}};
   if (type == ParamType::Int || type == ParamType::Float || type == ParamType::IntList) {
     j["min"] = std::isinf(min) ? Json() : Json(min);
     j["max"] = std::isinf(max) ? Json() : Json(max);
@@ -167,8 +175,8 @@ ParamSet resolve_params(const std::string& variant, const std::vector<ParamSpec>
       for (const auto& s : specs) known = known || s.name == key;
       if (!known) {
         throw std::invalid_argument(
-            variant + ": unknown parameter '" + key + "'; valid parameters: " +
-            (names.empty() ? std::string("(none)") : join(names, ", ")));
+            variant + ": unknown parameter '" + key +
+            "'; valid parameters: " + (names.empty() ? std::string("(none)") : join(names, ", ")));
       }
     }
   }

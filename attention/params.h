@@ -47,7 +47,8 @@ struct ParamSpec {
 class ParamSet {
  public:
   ParamSet() = default;
-  ParamSet(std::string variant, Json values) : variant_(std::move(variant)), values_(std::move(values)) {}
+  ParamSet(std::string variant, Json values)
+      : variant_(std::move(variant)), values_(std::move(values)) {}
 
   const std::string& variant() const { return variant_; }
   const Json& json() const { return values_; }

@@ -40,8 +40,8 @@ struct Problem {
   std::string to_string() const {
     return "batch=" + std::to_string(batch) + " heads=" + std::to_string(heads) +
            " n_q=" + std::to_string(n_q) + " n_k=" + std::to_string(n_k) +
-           " d=" + std::to_string(d) + " d_v=" + std::to_string(d_v) +
-           (causal ? " causal" : "") + (key_padding ? " key_padding" : "");
+           " d=" + std::to_string(d) + " d_v=" + std::to_string(d_v) + (causal ? " causal" : "") +
+           (key_padding ? " key_padding" : "");
   }
 
   void validate() const {

@@ -20,8 +20,8 @@ inline std::uint64_t splitmix64(std::uint64_t& state) {
 class Rng {
  public:
   explicit Rng(std::uint64_t seed, std::uint64_t stream_a = 0, std::uint64_t stream_b = 0) {
-    std::uint64_t sm = seed ^ (0xD1B54A32D192ED03ull * (stream_a + 1)) ^
-                       (0x8CB92BA72F3D8DD7ull * (stream_b + 1));
+    std::uint64_t sm =
+        seed ^ (0xD1B54A32D192ED03ull * (stream_a + 1)) ^ (0x8CB92BA72F3D8DD7ull * (stream_b + 1));
     for (auto& word : s_) word = splitmix64(sm);
   }
 

@@ -1,11 +1,11 @@
 #include "attention/reference.h"
 
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
-#include <tbb/blocked_range.h>
-#include <tbb/parallel_for.h>
 
 #include "attention/random.h"
 
@@ -103,8 +103,8 @@ void reference_rows(ConstMatRef q, const HeadOperands& ops, std::span<const std:
   for (Index r = 0; r < br; ++r) {
     const Index out_row = r0 + r;
     const Index i = rows[out_row];
-    if (count[r] == 0 && shared && i < n_k && (valid.empty() || valid[i] != 0) &&
-        p.allowed(i, i) && (!extra || extra(bh, i, i))) {
+    if (count[r] == 0 && shared && i < n_k && (valid.empty() || valid[i] != 0) && p.allowed(i, i) &&
+        (!extra || extra(bh, i, i))) {
       // Shared-QK: self is the only allowed key, so the row attends to itself alone.
       res.out.row(out_row) = ops.v.row(i);
       res.uniform.row(out_row) = ops.v.row(i);
@@ -149,8 +149,8 @@ void prepare(HeadReference& res, std::span<const Index> rows, Index d_v) {
 void check_rows(std::span<const Index> rows, Index n_q) {
   for (std::size_t r = 0; r < rows.size(); ++r) {
     if (rows[r] < 0 || rows[r] >= n_q) {
-      throw std::invalid_argument("reference: row " + std::to_string(rows[r]) +
-                                  " outside [0, " + std::to_string(n_q) + ")");
+      throw std::invalid_argument("reference: row " + std::to_string(rows[r]) + " outside [0, " +
+                                  std::to_string(n_q) + ")");
     }
   }
 }
@@ -173,20 +173,18 @@ void reference_head(ConstMatRef q, ConstMatRef k, ConstMatRef v,
   prepare(result, rows, v.cols());
   const HeadOperands ops = make_operands(q, k, v, kind);
   const Index n = static_cast<Index>(rows.size());
-  tbb::parallel_for(tbb::blocked_range<Index>(0, (n + kRowTile - 1) / kRowTile, 1),
-                    [&](const auto& range) {
-                      for (Index t = range.begin(); t < range.end(); ++t) {
-                        const Index r0 = t * kRowTile, r1 = std::min(n, r0 + kRowTile);
-                        reference_rows(q, ops, key_valid, problem, kind, rows, r0, r1, result,
-                                       extra, bh);
-                      }
-                    });
+  tbb::parallel_for(
+      tbb::blocked_range<Index>(0, (n + kRowTile - 1) / kRowTile, 1), [&](const auto& range) {
+        for (Index t = range.begin(); t < range.end(); ++t) {
+          const Index r0 = t * kRowTile, r1 = std::min(n, r0 + kRowTile);
+          reference_rows(q, ops, key_valid, problem, kind, rows, r0, r1, result, extra, bh);
+        }
+      });
 }
 
-std::vector<HeadReference> reference_attention(const Tensor4& q, const Tensor4& k,
-                                               const Tensor4& v, const KeyMask& mask,
-                                               const Problem& problem, ReferenceKind kind,
-                                               std::span<const Index> rows,
+std::vector<HeadReference> reference_attention(const Tensor4& q, const Tensor4& k, const Tensor4& v,
+                                               const KeyMask& mask, const Problem& problem,
+                                               ReferenceKind kind, std::span<const Index> rows,
                                                const ElementMask& extra) {
   check_kind(problem, kind);
   check_rows(rows, problem.n_q);
@@ -203,8 +201,8 @@ std::vector<HeadReference> reference_attention(const Tensor4& q, const Tensor4& 
   tbb::parallel_for(tbb::blocked_range<Index>(0, total * tiles, 1), [&](const auto& range) {
     for (Index t = range.begin(); t < range.end(); ++t) {
       const Index bh = t / tiles, r0 = (t % tiles) * kRowTile;
-      reference_rows(q.head(bh / heads, bh % heads), ops[bh], mask.row(bh / heads), problem,
-                     kind, rows, r0, std::min(n, r0 + kRowTile), result[bh], extra, bh);
+      reference_rows(q.head(bh / heads, bh % heads), ops[bh], mask.row(bh / heads), problem, kind,
+                     rows, r0, std::min(n, r0 + kRowTile), result[bh], extra, bh);
     }
   });
   return result;

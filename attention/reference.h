@@ -42,10 +42,9 @@ void reference_head(ConstMatRef q, ConstMatRef k, ConstMatRef v,
                     const ElementMask& extra = {}, Index bh = 0);
 
 // All heads, rows shared by every head. Result index = b * heads + h.
-std::vector<HeadReference> reference_attention(const Tensor4& q, const Tensor4& k,
-                                               const Tensor4& v, const KeyMask& mask,
-                                               const Problem& problem, ReferenceKind kind,
-                                               std::span<const Index> rows,
+std::vector<HeadReference> reference_attention(const Tensor4& q, const Tensor4& k, const Tensor4& v,
+                                               const KeyMask& mask, const Problem& problem,
+                                               ReferenceKind kind, std::span<const Index> rows,
                                                const ElementMask& extra = {});
 
 // Every row when n_q <= max_all_rows, else a seeded uniform sample of `sample` distinct rows

@@ -42,8 +42,7 @@ Registry& Registry::instance() {
 
 void Registry::add(VariantInfo info) {
   if (find(info.name) != nullptr) {
-    throw std::logic_error("attnbench registry: variant '" + info.name +
-                           "' registered twice");
+    throw std::logic_error("attnbench registry: variant '" + info.name + "' registered twice");
   }
   if (!info.make) {
     throw std::logic_error("attnbench registry: variant '" + info.name + "' has no factory");
@@ -94,8 +93,7 @@ std::unique_ptr<Attention> make_attention(const std::string& name, const Problem
                                 problem.to_string() + ")");
   }
   if (!problem.causal && !info.traits.non_causal) {
-    throw std::invalid_argument(name +
-                                ": this pattern is causal only; set causal = true (" +
+    throw std::invalid_argument(name + ": this pattern is causal only; set causal = true (" +
                                 problem.to_string() + ")");
   }
   if (problem.key_padding && !info.traits.key_padding) {

@@ -35,14 +35,14 @@ enum class ReferenceKind {
 const char* to_string(ReferenceKind kind);
 
 struct VariantTraits {
-  std::string family;          // exact | sparse | lsh | hierarchical | approximate | test
-  bool exact = false;          // equals exact attention up to float rounding
-  bool causal = true;          // supports causal masking
-  bool non_causal = true;      // supports non-causal use (false: the pattern is causal only)
-  bool key_padding = true;     // honours a key-padding mask
-  bool deterministic = true;   // same seed -> bitwise same output, any thread count
-  bool randomized = false;     // draws randomness from `seed` (report mean over seeds)
-  bool rows_sum_to_one = true; // each row's effective weights sum to 1 (V = ones gives ones)
+  std::string family;           // exact | sparse | lsh | hierarchical | approximate | test
+  bool exact = false;           // equals exact attention up to float rounding
+  bool causal = true;           // supports causal masking
+  bool non_causal = true;       // supports non-causal use (false: the pattern is causal only)
+  bool key_padding = true;      // honours a key-padding mask
+  bool deterministic = true;    // same seed -> bitwise same output, any thread count
+  bool randomized = false;      // draws randomness from `seed` (report mean over seeds)
+  bool rows_sum_to_one = true;  // each row's effective weights sum to 1 (V = ones gives ones)
   ReferenceKind reference = ReferenceKind::kSoftmax;
   std::string time_complexity;    // e.g. "O(n^2 d)", for reports
   std::string memory_complexity;  // extra memory beyond inputs and outputs
@@ -108,8 +108,8 @@ std::unique_ptr<Attention> make_attention(const VariantSpec& spec, const Problem
 
 }  // namespace attnbench
 
-#define ATTNBENCH_REGISTER_VARIANT(NAME)                                               \
-  static ::attnbench::VariantInfo attnbench_describe_##NAME();                          \
-  static const ::attnbench::Registrar attnbench_registrar_##NAME(#NAME,                 \
+#define ATTNBENCH_REGISTER_VARIANT(NAME)                                                     \
+  static ::attnbench::VariantInfo attnbench_describe_##NAME();                               \
+  static const ::attnbench::Registrar attnbench_registrar_##NAME(#NAME,                      \
                                                                  attnbench_describe_##NAME); \
   static ::attnbench::VariantInfo attnbench_describe_##NAME()

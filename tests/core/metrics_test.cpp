@@ -84,8 +84,8 @@ TEST(Metrics, GaussianAttentionIsNearlyUniform) {
   // entropy/log n near 0.93 at n = 1024; the exact statistics must reproduce this.
   const Problem p = testing::make_problem(256, 1024, 64, 8, 1, 1);
   const auto in = testing::make_inputs(p, 21);
-  const auto ref = reference_attention(in.q, in.k, in.v, in.mask, p, ReferenceKind::kSoftmax,
-                                       all_rows(p.n_q));
+  const auto ref =
+      reference_attention(in.q, in.k, in.v, in.mask, p, ReferenceKind::kSoftmax, all_rows(p.n_q));
   const ErrorMetrics m = compute_error(Tensor4(1, 1, 256, 8), in.v, ref);
   EXPECT_NEAR(m.n_eff_ratio, std::exp(-1.0), 0.05);
   EXPECT_NEAR(m.entropy_ratio, 1.0 - 0.5 / std::log(1024.0), 0.02);

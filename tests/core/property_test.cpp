@@ -118,9 +118,8 @@ TEST_P(VariantProperties, CausalOutputsIgnoreLaterKeysAndValues) {
   ASSERT_TRUE(try_run(p, in, a));
   ASSERT_TRUE(try_run(p, later, b));
   for (Index h = 0; h < p.heads; ++h) {
-    const double diff = (a.head(0, h).topRows(t + 1) - b.head(0, h).topRows(t + 1))
-                            .cwiseAbs()
-                            .maxCoeff();
+    const double diff =
+        (a.head(0, h).topRows(t + 1) - b.head(0, h).topRows(t + 1)).cwiseAbs().maxCoeff();
     EXPECT_LE(diff, 1e-5) << GetParam() << " head " << h << ": rows <= " << t
                           << " changed when keys/values after " << t << " changed";
   }

@@ -113,35 +113,32 @@ TEST(Reference, MatchesBruteForceCausalBottomRight) {
 }
 
 TEST(Reference, MatchesBruteForceWithPadding) {
-  expect_matches_brute(make_problem(33, 600, 8, 4, 3, 1, false, true), 5,
-                       ReferenceKind::kSoftmax);
+  expect_matches_brute(make_problem(33, 600, 8, 4, 3, 1, false, true), 5, ReferenceKind::kSoftmax);
   expect_matches_brute(make_problem(40, 40, 8, 4, 2, 1, true, true), 6, ReferenceKind::kSoftmax);
 }
 
 TEST(Reference, SharedQkMatchesBruteForce) {
   expect_matches_brute(make_problem(50, 50, 8, 4, 1, 2), 7, ReferenceKind::kSharedQkSoftmax);
   // Causal: row 0 has only itself and must attend to itself.
-  expect_matches_brute(make_problem(50, 50, 8, 4, 1, 1, true), 8,
-                       ReferenceKind::kSharedQkSoftmax);
+  expect_matches_brute(make_problem(50, 50, 8, 4, 1, 1, true), 8, ReferenceKind::kSharedQkSoftmax);
 }
 
 TEST(Reference, SharedQkRowZeroCausalIsSelf) {
   const Problem p = make_problem(6, 6, 4, 3, 1, 1, true);
   const auto in = make_inputs(p, 9);
   const auto rows = all_rows(p.n_q);
-  const auto ref = reference_attention(in.q, in.k, in.v, in.mask, p,
-                                       ReferenceKind::kSharedQkSoftmax, rows);
+  const auto ref =
+      reference_attention(in.q, in.k, in.v, in.mask, p, ReferenceKind::kSharedQkSoftmax, rows);
   for (Index c = 0; c < 3; ++c) EXPECT_DOUBLE_EQ(ref[0].out(0, c), in.v.at(0, 0, 0, c));
 }
 
 TEST(Reference, SubsetOfRowsEqualsTheSameRowsOfAll) {
   const Problem p = make_problem(300, 300, 8, 8, 1, 2, true);
   const auto in = make_inputs(p, 10);
-  const auto all = reference_attention(in.q, in.k, in.v, in.mask, p, ReferenceKind::kSoftmax,
-                                       all_rows(p.n_q));
+  const auto all =
+      reference_attention(in.q, in.k, in.v, in.mask, p, ReferenceKind::kSoftmax, all_rows(p.n_q));
   const std::vector<Index> rows = {0, 7, 64, 65, 199, 299};
-  const auto sub =
-      reference_attention(in.q, in.k, in.v, in.mask, p, ReferenceKind::kSoftmax, rows);
+  const auto sub = reference_attention(in.q, in.k, in.v, in.mask, p, ReferenceKind::kSoftmax, rows);
   for (std::size_t t = 0; t < rows.size(); ++t) {
     EXPECT_EQ((sub[1].out.row(t) - all[1].out.row(rows[t])).norm(), 0.0);
   }
@@ -154,8 +151,8 @@ TEST(Reference, FullyMaskedRowIsZero) {
   Problem p = make_problem(5, 8, 4, 3, 2, 1, false, true);
   auto in = make_inputs(p, 11);
   for (Index j = 0; j < p.n_k; ++j) in.mask.set(1, j, false);
-  const auto ref = reference_attention(in.q, in.k, in.v, in.mask, p, ReferenceKind::kSoftmax,
-                                       all_rows(p.n_q));
+  const auto ref =
+      reference_attention(in.q, in.k, in.v, in.mask, p, ReferenceKind::kSoftmax, all_rows(p.n_q));
   EXPECT_EQ(ref[1].out.norm(), 0.0);
   EXPECT_EQ(ref[1].lse[0], -INFINITY);
   EXPECT_GT(ref[0].out.norm(), 0.0);
@@ -223,8 +220,8 @@ TEST(Reference, ElementMaskRestrictsTheAllowedSet) {
       double z = 0;
       Eigen::VectorXd o = Eigen::VectorXd::Zero(p.d_v);
       for (Index j = std::max<Index>(0, i - 2); j <= std::min<Index>(p.n_k - 1, i + 2); ++j) {
-        const double s = p.effective_scale() * in.q.head(0, h).row(i).cast<double>().dot(
-                                                   k.row(j).cast<double>());
+        const double s = p.effective_scale() *
+                         in.q.head(0, h).row(i).cast<double>().dot(k.row(j).cast<double>());
         z += std::exp(s);
         o += std::exp(s) * in.v.head(0, h).row(j).cast<double>().transpose();
       }

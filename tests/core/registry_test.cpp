@@ -9,10 +9,12 @@ namespace attnbench {
 namespace {
 
 // One name per variant file. Adding a variant adds its name here.
+// clang-format off
 const std::vector<std::string> kExpectedVariants = {
     // exact
     "full",
     "flash",
+    "chunked",
 
     // sparse
 
@@ -22,6 +24,7 @@ const std::vector<std::string> kExpectedVariants = {
 
     // approximate
 };
+// clang-format on
 
 TEST(Registry, EveryExpectedVariantIsRegistered) {
   const auto names = Registry::instance().names(/*include_hidden=*/true);

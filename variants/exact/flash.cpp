@@ -5,6 +5,7 @@
 #include <tbb/parallel_for.h>
 #include <algorithm>
 #include <atomic>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,7 +54,7 @@ class FlashAttention final : public Attention {
     params_.set("block_k", block_k_);
     params_.set("kernel", kernel_);
     if (eigen_) {
-      eigen_workspaces_ = WorkspacePool<EigenWorkspace>([&] {
+      eigen_workspaces_.emplace([&] {
         EigenWorkspace w;
         w.s.assign(block_q_ * block_k_, 0.0f);
         w.m.assign(block_q_, 0.0f);
@@ -62,7 +63,7 @@ class FlashAttention final : public Attention {
         return w;
       });
     } else {
-      tiles_ = WorkspacePool<FlashTile>(
+      tiles_.emplace(
           [&] { return FlashTile(block_q_, block_k_, p.d, p.d_v, kernel_isa(kernel_)); });
     }
   }
@@ -87,10 +88,10 @@ class FlashAttention final : public Attention {
         const Index i0 = (t % q_tiles) * block_q_;
         const Heads in{q.head_data(b, h), k.head_data(b, h), v.head_data(b, h), mask.row(b)};
         if (eigen_) {
-          eigen_query_tile(in, out.head_data(b, h), i0, eigen_workspaces_.local(), computed,
+          eigen_query_tile(in, out.head_data(b, h), i0, eigen_workspaces_->local(), computed,
                            masked);
         } else {
-          query_tile(in, out.head_data(b, h), i0, tiles_.local(), computed, masked);
+          query_tile(in, out.head_data(b, h), i0, tiles_->local(), computed, masked);
         }
       }
       tiles_computed_ += computed;
@@ -183,8 +184,9 @@ class FlashAttention final : public Attention {
   Index block_q_, block_k_;
   std::string kernel_;
   bool eigen_;
-  WorkspacePool<FlashTile> tiles_;
-  WorkspacePool<EigenWorkspace> eigen_workspaces_;
+  // One of the two, for the kernel in use (pools are built in place: not assignable).
+  std::optional<WorkspacePool<FlashTile>> tiles_;
+  std::optional<WorkspacePool<EigenWorkspace>> eigen_workspaces_;
   std::atomic<Index> tiles_computed_{0}, tiles_masked_{0};
 };
 

@@ -14,17 +14,14 @@ class FullAttention final : public HeadwiseAttention {
  public:
   FullAttention(const Problem& p, const ParamSet& params)
       : HeadwiseAttention("full", p, params),
-        // One score matrix per worker thread, touched in setup so forward pays no page faults.
-        scores_([&] {
-          RowMatrix s(p.n_q, p.n_k);
-          s.setZero();
-          return s;
-        }) {}
+        // One score matrix per head in flight, touched in setup so forward pays no page faults.
+        scores_([&] { return RowMatrix::Zero(p.n_q, p.n_k).eval(); }, p.batch * p.heads) {}
 
  protected:
   void forward_head(const HeadInput& in, MatMap out) override {
     const Problem& p = problem();
-    RowMatrix& s = scores_.local();
+    auto lease = scores_.acquire();
+    RowMatrix& s = *lease;
     s.noalias() = float(p.effective_scale()) * (in.q * in.k.transpose());
     for (Index i = 0; i < p.n_q; ++i) {
       float* row = s.data() + i * p.n_k;

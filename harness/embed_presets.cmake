@@ -1,0 +1,16 @@
+# Writes a C++ source holding every preset file's text, so the program carries its presets.
+# cmake -DOUT=<file.cpp> -DPRESETS="a.json|b.json" -P embed_presets.cmake
+string(REPLACE "|" ";" PRESETS "${PRESETS}")
+set(body "// Generated from harness/presets/*.json by harness/embed_presets.cmake. Do not edit.\n")
+string(APPEND body "#include \"harness/presets.h\"\n\nnamespace attnbench::harness {\n\n")
+string(APPEND body "const std::vector<EmbeddedPreset>& embedded_presets() {\n")
+string(APPEND body "  static const std::vector<EmbeddedPreset> presets = {\n")
+foreach(file IN LISTS PRESETS)
+  get_filename_component(name "${file}" NAME_WE)
+  file(READ "${file}" text)
+  string(APPEND body "      {\"${name}\", R\"attnbench_preset(${text})attnbench_preset\"},\n")
+endforeach()
+string(APPEND body "  };\n  return presets;\n}\n\n}  // namespace attnbench::harness\n")
+file(WRITE "${OUT}.tmp" "${body}")
+file(COPY_FILE "${OUT}.tmp" "${OUT}" ONLY_IF_DIFFERENT)
+file(REMOVE "${OUT}.tmp")
