@@ -17,6 +17,12 @@ const std::vector<std::string> kExpectedVariants = {
     "chunked",
 
     // sparse
+    "window",
+    "local_blocks",
+    "strided",
+    "fixed",
+    "bigbird",
+    "longformer",
 
     // lsh
 
