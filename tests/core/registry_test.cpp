@@ -25,6 +25,8 @@ const std::vector<std::string> kExpectedVariants = {
     "longformer",
 
     // lsh
+    "reformer",
+    "reformer_qk",
 
     // hierarchical
 
