@@ -29,6 +29,8 @@ const std::vector<std::string> kExpectedVariants = {
     "reformer_qk",
 
     // hierarchical
+    "h1d",
+    "pooled",
 
     // approximate
 };
