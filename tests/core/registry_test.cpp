@@ -33,6 +33,11 @@ const std::vector<std::string> kExpectedVariants = {
     "pooled",
 
     // approximate
+    "linear",
+    "linformer",
+    "nystrom",
+    "performer",
+    "scatterbrain",
 };
 // clang-format on
 

@@ -1,0 +1,335 @@
+// Scatterbrain: sparse plus low-rank attention. Exact softmax weights on a local window, FAVOR+
+// (Performer) random-feature weights on every other key, combined in the log domain.
+// Time O(n ((w + b) (d + d_v + m) + m (d + d_v))) for a query block of b rows, memory O(m d_v)
+// per head plus fixed scratch. Chen et al., "Scatterbrain: Unifying Sparse and Low-rank
+// Attention Approximation", NeurIPS 2021.
+//
+//   o_i = [sum_{j in S_i} (e^{s_ij} - phi_i.phi_j) v_j + phi_i^T sum_j phi_j v_j^T]
+//         / [sum_{j in S_i} (e^{s_ij} - phi_i.phi_j) + phi_i^T sum_j phi_j]
+// Window S_i (fast-transformers' local product, as in fly's sblocal): keys
+// [c_i - floor(w/2), c_i - floor(w/2) + w) with c_i = i + n_k - n_q (bottom-right alignment).
+// Each row is scaled by its own reference exponent (max of its window logits and of its
+// low-rank log-scale), so neither part overflows; the low-rank part of the denominator is
+// clamped at 0 (fly clamps it at 1e-24 in the log domain). When every window covers every key
+// the low-rank part is skipped and the output is exact. Positive orthogonal features, epsilon 0.
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include <vector>
+
+#include "attention/registry.h"
+#include "variants/approximate/approx_common.h"
+#include "variants/approximate/feature_maps.h"
+
+namespace attnbench {
+namespace {
+
+using approx::ConstStridedMap;
+using approx::kNegInf;
+using approx::Partition;
+using approx::StridedMap;
+
+constexpr Index kKeySpan = 1024;  // keys per partial low-rank sum
+constexpr Index kMaxSpans = 64;
+constexpr Index kBlock = 64;  // query rows per block (and key rows per feature block)
+constexpr double kMinusInf = -std::numeric_limits<double>::infinity();
+
+struct SpanSums {
+  RowMatrixD kv;         // (m, d_v): sum_j exp(u_j - ref) v_j^T
+  Eigen::RowVectorXd z;  // (m)
+  double ref = kMinusInf;
+};
+
+struct ScatterWorkspace {
+  RowMatrix uq;                  // (block, m) query features
+  RowMatrix uk;                  // (block + w, m) key features of the block's window union
+  RowMatrix s, l;                // (block, block + w) window logits, low-rank window weights
+  RowMatrix kv_tmp;              // (m, d_v)
+  Eigen::RowVectorXf z_tmp;      // (m)
+  Eigen::VectorXf qmax, lr_den;  // (block)
+};
+
+class Scatterbrain final : public Attention {
+ public:
+  Scatterbrain(const Problem& p, const ParamSet& params)
+      : Attention("scatterbrain", p, params),
+        w_(params.get_int("width")),
+        m_(params.get_int("features")),
+        spans_(approx::make_partition(p.n_k, kKeySpan, kMaxSpans)) {
+    // Every window covers every key: window starts and ends grow with the row, so the last
+    // row's must start at or before key 0 and the first row's end at or after n_k.
+    const Index half = w_ / 2, off = p.n_k - p.n_q;
+    full_support_ = (p.n_q - 1 + off) - half <= 0 && off - half + w_ >= p.n_k;
+    const auto seed = std::uint64_t(params.get_int("seed"));
+    const float sqrt_scale = float(std::sqrt(p.effective_scale()));
+    for (Index h = 0; h < p.heads; ++h) {
+      dirs_.push_back(sqrt_scale * favor_projection_for_head(seed, h, m_, FavorKind::kPositive, p.d,
+                                                             /*orthogonal=*/true));
+    }
+    const Index bh = p.batch * p.heads;
+    partials_.resize(bh * spans_.parts);
+    for (auto& s : partials_) {
+      s.kv.setZero(m_, p.d_v);
+      s.z.setZero(m_);
+    }
+    kv_.setZero(bh * m_ * p.d_v);
+    z_.setZero(bh * m_);
+    ref_.assign(bh, kMinusInf);
+    const Index union_rows = std::min(p.n_k, kBlock + w_);
+    workspaces_ = WorkspacePool<ScatterWorkspace>([&] {
+      ScatterWorkspace w;
+      w.uq.resize(kBlock, m_);
+      w.uk.resize(std::max(union_rows, kBlock), m_);
+      w.s.resize(kBlock, union_rows);
+      w.l.resize(kBlock, union_rows);
+      w.kv_tmp.resize(m_, p.d_v);
+      w.z_tmp.resize(m_);
+      w.qmax.resize(kBlock);
+      w.lr_den.resize(kBlock);
+      return w;
+    });
+  }
+
+ protected:
+  void compute(const Tensor4& q, const Tensor4& k, const Tensor4& v, Tensor4& out,
+               const KeyMask& mask) override {
+    const Problem& p = problem();
+    const Index bh_count = p.batch * p.heads, parts = spans_.parts;
+    if (!full_support_) {
+      tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count * parts, 1), [&](const auto& r) {
+        ScatterWorkspace& w = workspaces_.local();
+        for (Index task = r.begin(); task < r.end(); ++task) key_span(k, v, mask, task, w);
+      });
+      tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count, 1), [&](const auto& r) {
+        for (Index bh = r.begin(); bh < r.end(); ++bh) merge(bh);
+      });
+    }
+    const Index q_blocks = (p.n_q + kBlock - 1) / kBlock;
+    tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count * q_blocks, 1), [&](const auto& r) {
+      ScatterWorkspace& w = workspaces_.local();
+      for (Index task = r.begin(); task < r.end(); ++task) {
+        const Index bh = task / q_blocks;
+        query_block(q, k, v, mask, bh, (task % q_blocks) * kBlock, out, w);
+      }
+    });
+  }
+
+ private:
+  // Key features of rows [j0, j0 + n) into w.uk: exp(u - ref), padded keys 0, with ref chosen
+  // by `choose` from the block's largest exponent.
+  template <typename ChooseRef>
+  void key_features(const float* k, std::span<const std::uint8_t> valid, Index h, Index j0, Index n,
+                    ScatterWorkspace& w, ChooseRef&& choose) const {
+    auto u = w.uk.topRows(n);
+    favor_exponents(ConstMatMap(k + j0 * problem().d, n, problem().d), dirs_[h],
+                    problem().effective_scale(), FavorKind::kPositive, u, nullptr);
+    float mx = kNegInf;
+    for (Index j = 0; j < n; ++j) {
+      if (!valid.empty() && !valid[j0 + j]) {
+        u.row(j).setConstant(kNegInf);
+      } else {
+        mx = std::max(mx, u.row(j).maxCoeff());
+      }
+    }
+    const double ref = choose(double(mx));
+    if (ref == kMinusInf) {
+      u.setZero();
+    } else {
+      u.array() = (u.array() - float(ref)).exp();
+    }
+  }
+
+  void key_span(const Tensor4& k, const Tensor4& v, const KeyMask& mask, Index task,
+                ScatterWorkspace& w) {
+    const Problem& p = problem();
+    const Index parts = spans_.parts, bh = task / parts, t = task % parts;
+    const Index b = bh / p.heads, h = bh % p.heads;
+    SpanSums& s = partials_[task];
+    s.kv.setZero();
+    s.z.setZero();
+    s.ref = kMinusInf;
+    for (Index j0 = spans_.begin(t); j0 < spans_.end(t); j0 += kBlock) {
+      const Index n = std::min(kBlock, spans_.end(t) - j0);
+      key_features(k.head_data(b, h), mask.row(b), h, j0, n, w, [&](double mx) {
+        const double new_ref = std::max(s.ref, mx);
+        if (new_ref != s.ref && s.ref != kMinusInf) {
+          const double f = std::exp(s.ref - new_ref);
+          s.kv *= f;
+          s.z *= f;
+        }
+        s.ref = new_ref;
+        return new_ref;
+      });
+      auto bk = w.uk.topRows(n);
+      w.kv_tmp.noalias() = bk.transpose() * ConstMatMap(v.head_data(b, h) + j0 * p.d_v, n, p.d_v);
+      s.kv += w.kv_tmp.cast<double>();
+      w.z_tmp = bk.row(0);
+      for (Index j = 1; j < n; ++j) w.z_tmp += bk.row(j);
+      s.z += w.z_tmp.cast<double>();
+    }
+  }
+
+  void merge(Index bh) {
+    const Index parts = spans_.parts, dv = problem().d_v;
+    double ref = kMinusInf;
+    for (Index t = 0; t < parts; ++t) ref = std::max(ref, partials_[bh * parts + t].ref);
+    ref_[bh] = ref;
+    MatMap kv(kv_.data() + bh * m_ * dv, m_, dv);
+    Eigen::Map<Eigen::RowVectorXf> z(z_.data() + bh * m_, m_);
+    kv.setZero();
+    z.setZero();
+    if (ref == kMinusInf) return;
+    // Sum in double, in span order, then round once.
+    RowMatrixD& acc = partials_[bh * parts].kv;
+    Eigen::RowVectorXd& zacc = partials_[bh * parts].z;
+    const double f0 = std::exp(partials_[bh * parts].ref - ref);
+    acc *= f0;
+    zacc *= f0;
+    for (Index t = 1; t < parts; ++t) {
+      const SpanSums& s = partials_[bh * parts + t];
+      if (s.ref == kMinusInf) continue;
+      const double f = std::exp(s.ref - ref);
+      acc += f * s.kv;
+      zacc += f * s.z;
+    }
+    kv = acc.cast<float>();
+    z = zacc.cast<float>();
+  }
+
+  void query_block(const Tensor4& q, const Tensor4& k, const Tensor4& v, const KeyMask& mask,
+                   Index bh, Index i0, Tensor4& out, ScatterWorkspace& w) const {
+    const Problem& p = problem();
+    const Index b = bh / p.heads, h = bh % p.heads, d = p.d, dv = p.d_v;
+    const Index rows = std::min(kBlock, p.n_q - i0), half = w_ / 2, off = p.n_k - p.n_q;
+    const auto valid = mask.row(b);
+    // Union of the rows' windows.
+    const Index lo = std::clamp<Index>(i0 + off - half, 0, p.n_k);
+    const Index hi = std::clamp<Index>(i0 + rows - 1 + off - half + w_, 0, p.n_k);
+    const Index nu = hi - lo;
+    MatMap o(out.head_data(b, h) + i0 * dv, rows, dv);
+    const ConstMatMap vu(v.head_data(b, h) + lo * dv, nu, dv);
+    StridedMap s(w.s.data(), rows, nu, approx::Stride(w.s.cols()));
+    s.noalias() = ConstMatMap(q.head_data(b, h) + i0 * d, rows, d) *
+                  ConstMatMap(k.head_data(b, h) + lo * d, nu, d).transpose();
+    s *= float(p.effective_scale());
+    for (Index i = 0; i < rows; ++i) {
+      const Index a = std::clamp<Index>(i0 + i + off - half - lo, 0, nu);
+      const Index e = std::clamp<Index>(i0 + i + off - half + w_ - lo, 0, nu);
+      s.row(i).head(a).setConstant(kNegInf);
+      s.row(i).tail(nu - e).setConstant(kNegInf);
+      if (!valid.empty()) {
+        for (Index j = a; j < e; ++j) {
+          if (!valid[lo + j]) s(i, j) = kNegInf;
+        }
+      }
+    }
+    const double key_ref = full_support_ ? kMinusInf : ref_[bh];
+    if (key_ref == kMinusInf) {
+      // Exact on the window, nothing (or no valid key) outside it.
+      approx::softmax_rows(s);
+      o.noalias() = s * vu;
+      return;
+    }
+    // Query features relative to the row maximum; the low-rank weight of (i, j) is
+    // phi_i.phi_j = exp(qmax_i + key_ref - log m) a_i.b_j, on the scale of the exact e^{s_ij}.
+    auto a = w.uq.topRows(rows);
+    favor_exponents(ConstMatMap(q.head_data(b, h) + i0 * d, rows, d), dirs_[h], p.effective_scale(),
+                    FavorKind::kPositive, a, nullptr);
+    for (Index i = 0; i < rows; ++i) {
+      w.qmax(i) = a.row(i).maxCoeff();
+      a.row(i).array() = (a.row(i).array() - w.qmax(i)).exp();
+    }
+    key_features(k.head_data(b, h), valid, h, lo, nu, w, [&](double) { return key_ref; });
+    StridedMap l(w.l.data(), rows, nu, approx::Stride(w.l.cols()));
+    l.noalias() = a * w.uk.topRows(nu).transpose();
+    const ConstMatMap kv(kv_.data() + bh * m_ * dv, m_, dv);
+    auto lr_den = w.lr_den.head(rows);
+    const double log_m = std::log(double(m_));
+    lr_den.noalias() = a * Eigen::Map<const Eigen::VectorXf>(z_.data() + bh * m_, m_);
+    for (Index i = 0; i < rows; ++i) {
+      // Row reference: the larger of the window's max logit and the low-rank log-scale bound.
+      const double alpha = double(w.qmax(i)) + key_ref - log_m;
+      const double lr_total = double(lr_den(i));
+      const double lr_log = lr_total > 0 ? alpha + std::log(lr_total) : kMinusInf;
+      const double ref = std::max(double(s.row(i).maxCoeff()), lr_log);
+      if (ref == kMinusInf) {  // no valid key anywhere
+        s.row(i).setZero();
+        a.row(i).setZero();
+        lr_den(i) = 0.0f;
+        continue;
+      }
+      const float lr_scale = float(std::exp(alpha - ref));
+      // On the window: exact weight minus the low-rank weight (both 0 for excluded keys).
+      auto srow = s.row(i).array();
+      const auto in_window = (srow > kNegInf).cast<float>();
+      const float window_lr = (l.row(i).array() * in_window).sum();
+      srow = (srow - float(ref)).exp() - lr_scale * l.row(i).array() * in_window;
+      // Low-rank mass outside the window: total minus the window's share, clamped at 0 against
+      // cancellation.
+      lr_den(i) = std::max(0.0f, lr_scale * (lr_den(i) - window_lr)) + lr_scale * window_lr;
+      a.row(i) *= lr_scale;
+    }
+    o.noalias() = s * vu;
+    o.noalias() += a * kv;
+    for (Index i = 0; i < rows; ++i) {
+      const float den = s.row(i).sum() + lr_den(i);
+      if (den > 0.0f) {
+        o.row(i) /= den;
+      } else {
+        o.row(i).setZero();
+      }
+    }
+  }
+
+  Index w_, m_;
+  bool full_support_ = false;
+  Partition spans_;
+  std::vector<RowMatrix> dirs_;  // per head: scale^1/2 W (m, d)
+  std::vector<SpanSums> partials_;
+  Eigen::VectorXf kv_, z_;   // per (b, h): sum_j b_j v_j^T (m, d_v), sum_j b_j (m)
+  std::vector<double> ref_;  // per (b, h): key reference exponent (-inf: no valid key)
+  WorkspacePool<ScatterWorkspace> workspaces_;
+};
+
+}  // namespace
+
+ATTNBENCH_REGISTER_VARIANT(scatterbrain) {
+  VariantInfo info;
+  info.summary = "Scatterbrain: exact local window plus Performer features elsewhere (log domain)";
+  info.paper = "Chen et al., Scatterbrain: Unifying Sparse and Low-rank Attention, NeurIPS 2021";
+  info.traits.family = "approximate";
+  info.traits.causal = false;
+  info.traits.randomized = true;
+  info.traits.time_complexity = "O(n ((w + b) (d + d_v + m) + m (d + d_v)))";
+  info.traits.memory_complexity = "O(m d_v) per head";
+  info.params = {
+      ParamSpec::integer("width", 128, 1, 1 << 24,
+                         "w, keys in the exact local window [i - w/2, i - w/2 + w) (centred)"),
+      ParamSpec::integer("features", 64, 1, 1 << 16,
+                         "m, positive orthogonal random features for the keys outside the window"),
+      ParamSpec::integer("seed", 0, 0, 1e15, "seed of the random features, drawn per head"),
+  };
+  info.make = make_factory<Scatterbrain>();
+  info.cost = [](const Problem& p, const ParamSet& s, int threads) {
+    const double w = double(s.get_int("width")), m = double(s.get_int("features"));
+    const double bh = double(p.batch * p.heads), d = double(p.d), dv = double(p.d_v);
+    const double nq = double(p.n_q), nk = double(p.n_k);
+    const double u = std::min(nk, double(kBlock) + w);  // window union per query block
+    // Key sums (features + KV), per query row: features, window logits, window key features
+    // (amortised over the block), low-rank window weights, weighted sum of V, phi_q KV.
+    const double flops = bh * (nk * (2.0 * d * m + 4.0 * m + 2.0 * m * (dv + 1)) +
+                               nq * (2.0 * d * m + 4.0 * m + 2.0 * u * d + 4.0 * u +
+                                     u * (2.0 * d * m + 4.0 * m) / double(kBlock) + 2.0 * u * m +
+                                     2.0 * u * dv + 2.0 * m * (dv + 1)));
+    const double parts = double(approx::make_partition(p.n_k, kKeySpan, kMaxSpans).parts);
+    const double bytes = double(p.heads) * m * d * 4.0 + bh * parts * 8.0 * m * (dv + 1) +
+                         bh * 4.0 * m * (dv + 1) +
+                         double(threads) * 4.0 *
+                             (double(kBlock) * m + (u + double(kBlock)) * m +
+                              2.0 * double(kBlock) * u + m * dv + m + 3.0 * double(kBlock));
+    return Cost{flops, bytes};
+  };
+  return info;
+}
+
+}  // namespace attnbench
