@@ -3,7 +3,45 @@
 #include <algorithm>
 #include <cmath>
 
+#include "attention/kernels/simd.h"
+
 namespace attnbench {
+namespace {
+
+// row[c] = exp(row[c] - ref) for c < n; returns the sum. Vectorised with the widest backend.
+template <class V>
+float exp_shift_sum_with(float* row, Index n, float ref) {
+  constexpr Index W = V::kWidth;
+  float buf[W];
+  typename V::Reg sum = V::zero();
+  const typename V::Reg r = V::set1(ref);
+  Index c = 0;
+  for (; c + W <= n; c += W) {
+    const typename V::Reg p = V::exp(V::sub(V::load(row + c), r));
+    V::store(row + c, p);
+    sum = V::add(sum, p);
+  }
+  V::store(buf, sum);
+  float total = 0.0f;
+  for (Index i = 0; i < W; ++i) total += buf[i];
+  for (; c < n; ++c) {
+    row[c] = simd::Scalar::exp(row[c] - ref);
+    total += row[c];
+  }
+  return total;
+}
+
+float exp_shift_sum(float* row, Index n, float ref) {
+#if defined(ATTNBENCH_HAVE_AVX512)
+  return exp_shift_sum_with<simd::Avx512>(row, n, ref);
+#elif defined(ATTNBENCH_HAVE_AVX2)
+  return exp_shift_sum_with<simd::Avx2>(row, n, ref);
+#else
+  return exp_shift_sum_with<simd::Scalar>(row, n, ref);
+#endif
+}
+
+}  // namespace
 
 void SoftmaxTile::reset() {
   std::fill(m, m + br, kNegInfF);
@@ -30,11 +68,7 @@ void online_softmax_update(SoftmaxTile& tile, float* s, Index lds, Index bc, con
     const float m_old = tile.m[r];
     const float m_new = std::max(m_old, tile_max);
     const float ref = m_new == kNegInfF ? 0.0f : m_new;  // Check_inf guard
-    float sum = 0.0f;
-    for (Index c = 0; c < bc; ++c) {
-      row[c] = std::exp(row[c] - ref);
-      sum += row[c];
-    }
+    const float sum = exp_shift_sum(row, bc, ref);
     const float alpha = std::exp(m_old - ref);  // 0 when m_old = -inf
     tile.l[r] = alpha * tile.l[r] + sum;
     tile.m[r] = m_new;
