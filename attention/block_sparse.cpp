@@ -1,9 +1,9 @@
 #include "attention/block_sparse.h"
 
-#include <map>
-#include <stdexcept>
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
+#include <map>
+#include <stdexcept>
 
 #include "attention/online_softmax.h"
 
@@ -87,9 +87,7 @@ inline bool kind_allows(const BlockSparseLayout& lay, const BlockSparseComponent
   return false;
 }
 
-Index run_cols_for(Index block) {
-  return block * std::max<Index>(1, kBlockSparseRunCols / block);
-}
+Index run_cols_for(Index block) { return block * std::max<Index>(1, kBlockSparseRunCols / block); }
 
 }  // namespace
 
@@ -119,10 +117,10 @@ Index BlockSparseLayout::nnz_blocks() const {
 double BlockSparseLayout::memory_bytes() const {
   double bytes = 0;
   for (const auto& c : components) {
-    bytes += double(c.row_ptr.capacity()) * sizeof(Index) +
-             double(c.col_idx.capacity() + c.lo.capacity() + c.hi.capacity()) *
-                 sizeof(std::int32_t) +
-             double(c.kind.capacity()) * sizeof(BlockKind);
+    bytes +=
+        double(c.row_ptr.capacity()) * sizeof(Index) +
+        double(c.col_idx.capacity() + c.lo.capacity() + c.hi.capacity()) * sizeof(std::int32_t) +
+        double(c.kind.capacity()) * sizeof(BlockKind);
   }
   bytes += double(bitmask_words.capacity()) * sizeof(std::uint64_t);
   bytes += double(global_rows.capacity() + global_cols.capacity()) * sizeof(Index);
@@ -143,8 +141,9 @@ void BlockSparseLayout::validate() const {
     const std::string where = "component " + std::to_string(ci);
     if (c.dilation < 1) fail(where + ": dilation " + std::to_string(c.dilation));
     const Index nb = ceil_div(ceil_div(L, c.dilation), block);
-    if (c.row_blocks() != nb) fail(where + ": " + std::to_string(c.row_blocks()) +
-                                   " block rows, expected " + std::to_string(nb));
+    if (c.row_blocks() != nb)
+      fail(where + ": " + std::to_string(c.row_blocks()) + " block rows, expected " +
+           std::to_string(nb));
     if (c.row_ptr.front() != 0 || c.row_ptr.back() != c.nnz()) fail(where + ": bad row_ptr ends");
     if (c.kind.size() != c.col_idx.size() || c.lo.size() != c.col_idx.size() ||
         c.hi.size() != c.col_idx.size()) {
@@ -314,8 +313,8 @@ std::int32_t BlockSparseBuilder::add_bitmask(const std::vector<std::uint8_t>& bi
 }
 
 namespace {
-void set_positions(std::vector<Index> positions, Index L, const char* what,
-                   std::vector<Index>& out, std::vector<std::uint8_t>& flag) {
+void set_positions(std::vector<Index> positions, Index L, const char* what, std::vector<Index>& out,
+                   std::vector<std::uint8_t>& flag) {
   std::sort(positions.begin(), positions.end());
   positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
   for (Index x : positions) {
@@ -369,8 +368,8 @@ void append_band_blocks(Index t, Index block, Index grid_blocks, Index lo, Index
     } else if (lo == 0 && hi_ok) {
       out.push_back({c, BlockKind::kDiagCausal, 0, 0});
     } else {
-      out.push_back({c, BlockKind::kBand, static_cast<std::int32_t>(lo),
-                     static_cast<std::int32_t>(hi)});
+      out.push_back(
+          {c, BlockKind::kBand, static_cast<std::int32_t>(lo), static_cast<std::int32_t>(hi)});
     }
   }
 }
@@ -433,8 +432,8 @@ void append_interval_blocks(BlockSparseBuilder& builder, Index t, Index extent,
       if (lo == 0 && hi >= d_max) {
         out.push_back({c, BlockKind::kDiagCausal, 0, 0});
       } else {
-        out.push_back({c, BlockKind::kBand, static_cast<std::int32_t>(lo),
-                       static_cast<std::int32_t>(hi)});
+        out.push_back(
+            {c, BlockKind::kBand, static_cast<std::int32_t>(lo), static_cast<std::int32_t>(hi)});
       }
       continue;
     }
@@ -592,8 +591,8 @@ Cost block_sparse_cost(const Problem& p,
     multi = multi || lay->components.size() > 1;
   }
   const double b = double(block), run = double(run_cols_for(block));
-  const double scratch_floats = b * run + 3 * b + 2 * b * double(p.d_v) + b * double(p.d) +
-                                run * double(p.d + p.d_v);
+  const double scratch_floats =
+      b * run + 3 * b + 2 * b * double(p.d_v) + b * double(p.d) + run * double(p.d + p.d_v);
   const double scratch = scratch_floats * sizeof(float) + run * (sizeof(Index) + 1);
   const double lse = multi ? double(p.batch * p.heads * p.n_q) * sizeof(float) : 0.0;
   return Cost{2.0 * double(p.d + p.d_v) * w.computed_scores,
@@ -628,7 +627,8 @@ void BlockSparseAttention::set_layouts(Layouts layouts) {
   layouts_ = std::move(layouts);
   run_cols_ = run_cols_for(first.block);
   tiles_.clear();
-  for (const auto& c : first.components) tiles_.push_back(block_sparse_row_tiles(first, c.dilation));
+  for (const auto& c : first.components)
+    tiles_.push_back(block_sparse_row_tiles(first, c.dilation));
   global_queries_.assign(p.heads, {});
   global_tile_start_.assign(p.heads + 1, 0);
   for (Index h = 0; h < p.heads; ++h) {
@@ -637,7 +637,8 @@ void BlockSparseAttention::set_layouts(Layouts layouts) {
       if (x >= lay.length() - p.n_q) global_queries_[h].push_back(x - (lay.length() - p.n_q));
     }
     global_tile_start_[h + 1] =
-        global_tile_start_[h] + ceil_div(static_cast<Index>(global_queries_[h].size()), first.block);
+        global_tile_start_[h] +
+        ceil_div(static_cast<Index>(global_queries_[h].size()), first.block);
   }
   lse_.assign(first.components.size() > 1 ? p.batch * p.heads * p.n_q : 0, 0.0f);
   const Index b = first.block, R = run_cols_;
@@ -751,8 +752,8 @@ void BlockSparseAttention::row_tile(Index comp, const RowTile& tile, Index b, In
       if (lay.causal) {
         for (Index rr = 0; rr < br; ++rr) {
           const Index x = r + dil * (tile.x0 + rr);
-          const Index allowed = std::upper_bound(w.gpos.begin(), w.gpos.begin() + n, x) -
-                                w.gpos.begin();
+          const Index allowed =
+              std::upper_bound(w.gpos.begin(), w.gpos.begin() + n, x) - w.gpos.begin();
           std::fill(s + rr * R + allowed, s + rr * R + n, kNegInfF);
         }
       }
@@ -850,9 +851,9 @@ void BlockSparseAttention::compute(const Tensor4& q, const Tensor4& k, const Ten
             } else {
               const Index g_all = global_tile_start_[p.heads];
               const Index g = (task - main_tasks) % g_all, b = (task - main_tasks) / g_all;
-              const Index h = std::upper_bound(global_tile_start_.begin(),
-                                               global_tile_start_.end(), g) -
-                              global_tile_start_.begin() - 1;
+              const Index h =
+                  std::upper_bound(global_tile_start_.begin(), global_tile_start_.end(), g) -
+                  global_tile_start_.begin() - 1;
               const Index first = (g - global_tile_start_[h]) * bs;
               const Index count =
                   std::min<Index>(bs, static_cast<Index>(global_queries_[h].size()) - first);
@@ -870,18 +871,18 @@ Json BlockSparseAttention::diagnostics() const {
   for (const auto& c : first.components) dil.push_back(c.dilation);
   Index bitmasks = 0;
   for (const auto& lay : layouts_) bitmasks += lay->bitmasks();
-  return {{"layout_block", first.block},
-          {"component_dilations", dil},
-          {"distinct_layouts", layouts_.size()},
-          {"nnz_blocks", w.nnz_blocks},
-          {"computed_scores", w.computed_scores},
-          {"pattern_scores", w.pattern_scores},
-          {"global_scores", w.global_scores},
-          {"masked_fraction",
-           w.computed_scores > 0 ? 1.0 - w.pattern_scores / w.computed_scores : 0.0},
-          {"global_rows", first.global_rows.size()},
-          {"global_cols", first.global_cols.size()},
-          {"bitmasks", bitmasks}};
+  return {
+      {"layout_block", first.block},
+      {"component_dilations", dil},
+      {"distinct_layouts", layouts_.size()},
+      {"nnz_blocks", w.nnz_blocks},
+      {"computed_scores", w.computed_scores},
+      {"pattern_scores", w.pattern_scores},
+      {"global_scores", w.global_scores},
+      {"masked_fraction", w.computed_scores > 0 ? 1.0 - w.pattern_scores / w.computed_scores : 0.0},
+      {"global_rows", first.global_rows.size()},
+      {"global_cols", first.global_cols.size()},
+      {"bitmasks", bitmasks}};
 }
 
 }  // namespace attnbench

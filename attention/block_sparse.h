@@ -58,10 +58,10 @@ inline constexpr std::int32_t kBandInf = std::numeric_limits<std::int32_t>::max(
 // One block-CSR component: row_ptr[t]..row_ptr[t + 1] index the blocks of block row t.
 struct BlockSparseComponent {
   Index dilation = 1;
-  std::vector<Index> row_ptr;          // (row blocks + 1)
-  std::vector<std::int32_t> col_idx;   // (nnzb), sorted and unique within a row
-  std::vector<BlockKind> kind;         // (nnzb)
-  std::vector<std::int32_t> lo, hi;    // (nnzb) band bounds; lo = bitmask id for kBitmask
+  std::vector<Index> row_ptr;         // (row blocks + 1)
+  std::vector<std::int32_t> col_idx;  // (nnzb), sorted and unique within a row
+  std::vector<BlockKind> kind;        // (nnzb)
+  std::vector<std::int32_t> lo, hi;   // (nnzb) band bounds; lo = bitmask id for kBitmask
 
   Index row_blocks() const { return static_cast<Index>(row_ptr.size()) - 1; }
   Index nnz() const { return static_cast<Index>(col_idx.size()); }
@@ -161,10 +161,9 @@ struct BlockSparseWork {
 };
 // `layouts` has 1 entry (shared by all heads) or problem.heads entries. Totals over batch and
 // heads. computed_scores is O(nnzb) to evaluate; pattern_scores O(nnzb b + L).
-BlockSparseWork block_sparse_work(const Problem& problem,
-                                  const std::vector<std::shared_ptr<const BlockSparseLayout>>&
-                                      layouts,
-                                  bool with_pattern_scores);
+BlockSparseWork block_sparse_work(
+    const Problem& problem, const std::vector<std::shared_ptr<const BlockSparseLayout>>& layouts,
+    bool with_pattern_scores);
 
 // Analytic cost: flops = 2 (d + d_v) per computed score (exp and bookkeeping not counted, like
 // flash's model); memory = the distinct layouts + per-thread scratch + the log-sum-exp buffer of
@@ -218,10 +217,10 @@ class BlockSparseAttention : public Attention {
 
   Layouts layouts_;
   Index run_cols_ = 0;
-  std::vector<std::vector<RowTile>> tiles_;  // per component (shared by every head)
+  std::vector<std::vector<RowTile>> tiles_;         // per component (shared by every head)
   std::vector<std::vector<Index>> global_queries_;  // per head: query indices of global rows
   std::vector<Index> global_tile_start_;  // per head, + total: first global-row tile of the head
-  std::vector<float> lse_;                   // (batch, heads, n_q) for multi-component layouts
+  std::vector<float> lse_;                // (batch, heads, n_q) for multi-component layouts
   std::unique_ptr<WorkspacePool<Workspace>> workspaces_;  // made in set_layouts()
 };
 

@@ -51,9 +51,9 @@ TEST(BlockSparseBuilder, SortsClipsAndMergesEntries) {
     if (t != 2) return;
     out.push_back({3, BlockKind::kBand, -2, 4});
     out.push_back({1, BlockKind::kDiagCausal, 0, 0});
-    out.push_back({3, BlockKind::kFull, 0, 0});  // FULL absorbs the band
+    out.push_back({3, BlockKind::kFull, 0, 0});        // FULL absorbs the band
     out.push_back({1, BlockKind::kDiagCausal, 0, 0});  // identical: merged
-    out.push_back({-1, BlockKind::kFull, 0, 0});  // outside the grid: dropped
+    out.push_back({-1, BlockKind::kFull, 0, 0});       // outside the grid: dropped
     out.push_back({5, BlockKind::kFull, 0, 0});
   });
   const BlockSparseLayout lay = builder.build();
@@ -94,9 +94,14 @@ TEST(BlockSparseLayout, ValidateCatchesUnsortedColumns) {
 TEST(BlockSparseLayout, BandBlocksReproduceTheBand) {
   for (Index n : {1, 9, 33}) {
     for (Index b : {1, 4, 8}) {
-      for (auto [lo, hi] : std::vector<std::pair<Index, Index>>{
-               {0, 0}, {-3, 5}, {0, kBandInf}, {-kBandInf, 2}, {2, 7}, {-9, -1}, {4, 3},
-               {-kBandInf, kBandInf}}) {
+      for (auto [lo, hi] : std::vector<std::pair<Index, Index>>{{0, 0},
+                                                                {-3, 5},
+                                                                {0, kBandInf},
+                                                                {-kBandInf, 2},
+                                                                {2, 7},
+                                                                {-9, -1},
+                                                                {4, 3},
+                                                                {-kBandInf, kBandInf}}) {
         for (bool causal : {false, true}) {
           BlockSparseBuilder builder(n, n, b, causal);
           const Index nb = builder.grid_blocks(1);
@@ -121,9 +126,10 @@ TEST(BlockSparseLayout, BandBlocksReproduceTheBand) {
             for (Index k = c.row_ptr[t]; k < c.row_ptr[t + 1]; ++k) {
               const Index d_min = (t - c.col_idx[k]) * b - (b - 1);
               const Index d_max = (t - c.col_idx[k]) * b + (b - 1);
-              const bool inside = (lo == -kBandInf || d_min >= lo) && (hi == kBandInf || d_max <= hi);
-              EXPECT_EQ(c.kind[k] == BlockKind::kFull, inside) << label << " block " << t << ","
-                                                              << c.col_idx[k];
+              const bool inside =
+                  (lo == -kBandInf || d_min >= lo) && (hi == kBandInf || d_max <= hi);
+              EXPECT_EQ(c.kind[k] == BlockKind::kFull, inside)
+                  << label << " block " << t << "," << c.col_idx[k];
             }
           }
         }
@@ -145,7 +151,8 @@ TEST(BlockSparseLayout, IntervalBlocksReproduceAnyIntervals) {
       }
       BlockSparseBuilder builder(n, n, b, false);
       builder.add_component(1, [&](Index t, std::vector<Entry>& out) {
-        append_interval_blocks(builder, t, n, [&](Index x) { return rows[x]; }, out);
+        append_interval_blocks(
+            builder, t, n, [&](Index x) { return rows[x]; }, out);
       });
       const BlockSparseLayout lay = builder.build();
       Problem p = testing::make_problem(n, n, 4, 4, 1, 1);
@@ -162,7 +169,10 @@ TEST(BlockSparseLayout, IntervalBlocksReproduceAnyIntervals) {
     builder.add_component(1, [&](Index t, std::vector<Entry>& out) {
       append_interval_blocks(
           builder, t, n,
-          [](Index x) { return std::pair<Index, Index>{x / 100 * 100, x / 100 * 100 + 100}; }, out);
+          [](Index x) {
+            return std::pair<Index, Index>{x / 100 * 100, x / 100 * 100 + 100};
+          },
+          out);
     });
     return builder.build().bitmasks();
   };
@@ -171,8 +181,7 @@ TEST(BlockSparseLayout, IntervalBlocksReproduceAnyIntervals) {
 }
 
 // Random layouts of every kind, with global rows and columns overlapping the blocks.
-Layouts random_layouts(const Problem& p, Index b, std::uint64_t seed, bool per_head,
-                       bool globals) {
+Layouts random_layouts(const Problem& p, Index b, std::uint64_t seed, bool per_head, bool globals) {
   Layouts out;
   for (Index h = 0; h < (per_head ? p.heads : 1); ++h) {
     Rng rng(seed, h);
@@ -230,9 +239,9 @@ TEST(BlockSparseKernel, RandomLayoutsMatchMaskedReference) {
             const Problem p = testing::make_problem(n_q, n_k, 8, 5, 2, 2, causal, padded);
             const auto in = testing::make_inputs(p, ++seed);
             const Layouts layouts = random_layouts(p, b, seed, /*per_head=*/seed % 2, globals);
-            expect_kernel_follows_layout(p, in, layouts,
-                                         p.to_string() + " b=" + std::to_string(b) +
-                                             (globals ? " globals" : ""));
+            expect_kernel_follows_layout(
+                p, in, layouts,
+                p.to_string() + " b=" + std::to_string(b) + (globals ? " globals" : ""));
           }
         }
       }

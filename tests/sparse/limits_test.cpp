@@ -32,10 +32,10 @@ TEST(SparseExactLimits, PatternsCoveringEveryKeyEqualExactAttention) {
       {"strided", {{"stride", 1}, {"mode", "stride"}}, true},
       {"fixed", {{"block", n}, {"mode", "local"}}, true},
       {"fixed", {{"block", 500}, {"summary", 3}, {"mode", "merged"}}, true},
-      {"bigbird", {{"block", 64}}, false},                          // nb = 3
-      {"bigbird", {{"block", 33}, {"random_blocks", 3}}, false},    // nb = 4
-      {"bigbird", {{"block", 27}, {"random_blocks", 1}}, false},    // nb = 5, r = 1
-      {"bigbird", {{"block", 16}, {"random_blocks", 5}}, false},    // nb = 9, r = nb - 4
+      {"bigbird", {{"block", 64}}, false},                        // nb = 3
+      {"bigbird", {{"block", 33}, {"random_blocks", 3}}, false},  // nb = 4
+      {"bigbird", {{"block", 27}, {"random_blocks", 1}}, false},  // nb = 5, r = 1
+      {"bigbird", {{"block", 16}, {"random_blocks", 5}}, false},  // nb = 9, r = nb - 4
       {"bigbird", {{"block", 16}, {"random_blocks", 5}}, true},
   };
   std::vector<Json> all_global;
@@ -103,19 +103,27 @@ TEST(SparseNoDoubleCounting, KeysSelectedTwiceCountOnce) {
   const std::vector<Index> global{5, 40};
   auto is_global = [&](Index x) { return x == 5 || x == 40; };
   const std::vector<Case> cases{
-      {"longformer", {{"width", 6}, {"global", global}}, false,
+      {"longformer",
+       {{"width", 6}, {"global", global}},
+       false,
        [&](Index i, Index j) { return is_global(j) && !is_global(i) && std::abs(i - j) <= 6; }},
-      {"longformer", {{"width", 6}, {"global", global}}, true,
+      {"longformer",
+       {{"width", 6}, {"global", global}},
+       true,
        [&](Index i, Index j) { return is_global(j) && !is_global(i) && i - j >= 0 && i - j <= 6; }},
       // Block row 1's window holds the global block 0; block row nb - 2's holds block nb - 1.
-      {"bigbird", {{"block", 16}, {"random_blocks", 1}}, false,
+      {"bigbird",
+       {{"block", 16}, {"random_blocks", 1}},
+       false,
        [&](Index i, Index j) {
          const Index T = i / 16, U = j / 16;
-         return (T == 1 && U == 0) || (T == 4 && U == 5) || (T != 0 && T != 5 && (U == 0 || U == 5) &&
-                                                            std::abs(T - U) <= 1);
+         return (T == 1 && U == 0) || (T == 4 && U == 5) ||
+                (T != 0 && T != 5 && (U == 0 || U == 5) && std::abs(T - U) <= 1);
        }},
       // A summary cell of the query's own block.
-      {"fixed", {{"block", 16}, {"summary", 4}}, true,
+      {"fixed",
+       {{"block", 16}, {"summary", 4}},
+       true,
        [&](Index i, Index j) { return j <= i && i / 16 == j / 16 && j % 16 >= 12; }},
   };
   for (const auto& c : cases) {
@@ -180,7 +188,8 @@ TEST(SparseParameters, BadValuesGiveClearErrors) {
   expect_rejected("bigbird", {{"block", 0}}, p, {"bigbird", "'block'", "0"});
   // nb = 8 blocks of 64: at most 4 random blocks fit.
   expect_rejected("bigbird", {{"random_blocks", 5}}, p, {"bigbird", "'random_blocks'", "5", "4"});
-  expect_rejected("longformer", {{"global", {0, 600}}}, p, {"longformer", "'global'", "600", "512"});
+  expect_rejected("longformer", {{"global", {0, 600}}}, p,
+                  {"longformer", "'global'", "600", "512"});
   expect_rejected("longformer", {{"global", {-1}}}, p, {"longformer", "'global'", "-1"});
   expect_rejected("longformer", {{"width", -3}}, p, {"longformer", "'width'", "-3"});
   expect_rejected("window", {{"radius", 3}}, p, {"window", "radius", "width"});
@@ -212,8 +221,8 @@ TEST(SparseCost, WorkFollowsThePattern) {
     const double allowed_per_row = 2 * 256 + 1;
     EXPECT_LT(computed, 1.15 * allowed_per_row * n * p.heads) << n;
     work.push_back(computed);
-    const Cost c = Registry::instance().get("window").cost(
-        p, resolve_variant_params("window", window), 2);
+    const Cost c =
+        Registry::instance().get("window").cost(p, resolve_variant_params("window", window), 2);
     EXPECT_DOUBLE_EQ(c.flops, 2.0 * 128 * computed);
     EXPECT_LT(c.memory_bytes, 2e6) << "layout + scratch of a window is small";
   }

@@ -30,8 +30,8 @@ void check_pattern(const Json& params, const Problem& p, const Def& def, std::ui
 }
 
 std::vector<std::pair<Index, Index>> sizes(bool unequal) {
-  std::vector<std::pair<Index, Index>> out{{1, 1}, {7, 7}, {64, 64}, {65, 65}, {150, 150},
-                                           {257, 257}};
+  std::vector<std::pair<Index, Index>> out{{1, 1},   {7, 7},     {64, 64},
+                                           {65, 65}, {150, 150}, {257, 257}};
   if (unequal) {
     out.push_back({65, 200});
     out.push_back({200, 65});
@@ -126,8 +126,8 @@ TEST(StridedPattern, AutoStrideIsSqrtN) {
 
 TEST(FixedPattern, MatchesDefinition) {
   std::uint64_t seed = 300;
-  for (auto [block, summary] : std::vector<std::pair<Index, Index>>{
-           {16, 4}, {20, 3}, {64, 16}, {150, 10}, {7, 7}}) {
+  for (auto [block, summary] :
+       std::vector<std::pair<Index, Index>>{{16, 4}, {20, 3}, {64, 16}, {150, 10}, {7, 7}}) {
     for (auto [n_q, n_k] : sizes(block == 20)) {
       for (const std::string mode : {"local", "summary", "merged"}) {
         for (bool offset : {false, true}) {
@@ -156,7 +156,8 @@ TEST(FixedPattern, MatchesDefinition) {
 TEST(FixedPattern, PerHeadOffsetsDiffer) {
   const Problem p = testing::make_problem(128, 128, 8, 8, 1, 4, true);
   const auto pattern = sparse::FixedPattern::from_params(
-      p, resolve_variant_params("fixed", {{"block", 32}, {"summary", 8}, {"per_head_offset", true}}));
+      p,
+      resolve_variant_params("fixed", {{"block", 32}, {"summary", 8}, {"per_head_offset", true}}));
   const auto layouts = pattern.layouts();
   ASSERT_EQ(layouts.size(), 4u);
   for (Index h = 1; h < 4; ++h) EXPECT_NE(layouts[h]->global_cols, layouts[0]->global_cols);
@@ -216,7 +217,8 @@ TEST(BigBirdPattern, RandomBlocksAreDrawnWithoutReplacementOutsideTheWindow) {
   const Problem p = testing::make_problem(1600, 1600, 8, 8, 1, 4);
   auto draw = [&](Index r, std::uint64_t seed) {
     return sparse::BigBirdPattern::from_params(
-        p, resolve_variant_params("bigbird", {{"block", 64}, {"random_blocks", r}, {"seed", seed}}));
+        p,
+        resolve_variant_params("bigbird", {{"block", 64}, {"random_blocks", r}, {"seed", seed}}));
   };
   const Index nb = 25;
   for (Index r : {1, 3, 20, 21}) {
@@ -245,8 +247,8 @@ TEST(LongformerPattern, MatchesDefinition) {
   for (auto [n_q, n_k] : sizes(true)) {
     const Index L = std::max(n_q, n_k);
     for (Index width : {0, 3, 20}) {
-      for (const auto& global : std::vector<std::vector<Index>>{
-               {}, {0}, {0, 5, 77, L - 1}, {L / 2, L / 2, 1}}) {
+      for (const auto& global :
+           std::vector<std::vector<Index>>{{}, {0}, {0, 5, 77, L - 1}, {L / 2, L / 2, 1}}) {
         for (bool causal : {false, true}) {
           std::vector<Index> g;
           for (Index x : global) {

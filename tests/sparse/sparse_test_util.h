@@ -18,8 +18,7 @@ using Def = std::function<bool(Index i, Index j, Index head)>;
 // Grid positions (bottom-right alignment): x = i + L - n_q, y = j + L - n_k.
 struct Pos {
   Index L, qs, ks;
-  explicit Pos(const Problem& p)
-      : L(std::max(p.n_q, p.n_k)), qs(L - p.n_q), ks(L - p.n_k) {}
+  explicit Pos(const Problem& p) : L(std::max(p.n_q, p.n_k)), qs(L - p.n_q), ks(L - p.n_k) {}
   Index x(Index i) const { return i + qs; }
   Index y(Index j) const { return j + ks; }
 };
@@ -52,15 +51,15 @@ inline void expect_layouts_match(const BlockSparseAttention::Layouts& layouts, c
 }
 
 // The variant's output equals exact attention restricted to def (and to causal and padding).
-inline void expect_kernel_matches(const std::string& variant, const Json& params,
-                                  const Problem& p, const testing::Inputs& in, const Def& def,
+inline void expect_kernel_matches(const std::string& variant, const Json& params, const Problem& p,
+                                  const testing::Inputs& in, const Def& def,
                                   const std::string& label) {
   const Tensor4 out = testing::run_variant(variant, params, p, in);
   ASSERT_TRUE(testing::all_finite(out)) << label;
   const auto rows = all_rows(p.n_q);
   const ElementMask extra = [&](Index bh, Index i, Index j) { return def(i, j, bh % p.heads); };
-  const auto ref = reference_attention(in.q, in.k, in.v, in.mask, p, ReferenceKind::kSoftmax,
-                                       rows, extra);
+  const auto ref =
+      reference_attention(in.q, in.k, in.v, in.mask, p, ReferenceKind::kSoftmax, rows, extra);
   const ErrorMetrics m = compute_error(out, in.v, ref);
   EXPECT_LE(m.max_abs, testing::exact_tolerance(p, in)) << label;
   // Rows the reference leaves empty must be exact zeros.

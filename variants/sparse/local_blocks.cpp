@@ -1,7 +1,8 @@
 // `local_blocks`: blocked local attention (lucidrains/local-attention): the segment of length
 // `block` holding query x sees the look_backward segments before it and look_forward after it.
 // Time O(n block (lb + lf + 1) (d + d_v)), memory O(n / 64 (lb + lf + 1) block / 64) layout +
-// O(64 * 256) scratch per thread. Beltagy et al. 2020 (blocked windows); lucidrains/local-attention.
+// O(64 * 256) scratch per thread. Beltagy et al. 2020 (blocked windows);
+// lucidrains/local-attention.
 #include "variants/sparse/patterns.h"
 
 namespace attnbench::sparse {

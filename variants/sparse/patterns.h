@@ -35,8 +35,9 @@ struct Grid {
   bool causal_ok(Index i, Index j) const { return !causal || y(j) <= x(i); }
 };
 
-// Throws std::invalid_argument "<variant>: parameter '<key>' = <value>, expected <what> (<problem>)",
-// the format of Attention::reject, for checks made before the variant object exists (cost model).
+// Throws std::invalid_argument "<variant>: parameter '<key>' = <value>, expected <what>
+// (<problem>)", the format of Attention::reject, for checks made before the variant object exists
+// (cost model).
 [[noreturn]] void reject_param(const std::string& variant, const std::string& key,
                                const Json& value, const std::string& expected, const Problem& p);
 

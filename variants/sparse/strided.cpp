@@ -13,9 +13,8 @@ StridedPattern StridedPattern::from_params(const Problem& p, const ParamSet& s) 
   StridedPattern sp;
   sp.grid = Grid(p);
   sp.stride_auto = s.is_auto("stride");
-  sp.stride = sp.stride_auto
-                  ? std::max<Index>(1, std::llround(std::sqrt(double(sp.grid.length()))))
-                  : s.get_int("stride");
+  sp.stride = sp.stride_auto ? std::max<Index>(1, std::llround(std::sqrt(double(sp.grid.length()))))
+                             : s.get_int("stride");
   const std::string mode = s.get_string("mode");
   sp.mode = mode == "local" ? Mode::kLocal : mode == "stride" ? Mode::kStride : Mode::kMerged;
   return sp;
