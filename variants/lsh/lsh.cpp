@@ -1,6 +1,6 @@
 // Reformer LSH attention, shared by `reformer` (shared QK) and `reformer_qk` (separate QK).
-// Time O(B h H n ((1 + before + after) c (d + d_v) + d sqrt(nb))), memory O(n H) per head in
-// flight plus O(c (1 + before + after) (c + d + d_v)) per thread. Kitaev et al., ICLR 2020.
+// Time O(H n ((1 + before + after) c (d + d_v) + d sqrt(nb))), memory O(n (H + d + d_v)).
+// Kitaev, Kaiser, Levskaya, "Reformer: The Efficient Transformer", ICLR 2020.
 //
 // Per head: hash every token in every round (rotation tiles through a small GEMM), counting-sort
 // each round by (bucket, position), then for each round, in parallel over chunks, attend each
@@ -693,7 +693,7 @@ class LshAttention final : public Attention {
     const std::int32_t* qperm = hw.q_perm.data() + r * np;
     const std::int32_t* kperm = shared ? qperm : hw.k_perm.data() + r * np;
     // The rows are scattered: prefetch a few slots ahead so the loads overlap.
-    constexpr Index kAhead = 8;
+    constexpr Index kAhead = 16;
     auto prefetch_rows = [&](Index s) {
       const std::int32_t tq = qperm[s], tk = kperm[s];
       if (tq < n) prefetch_row(hd.q + tq * d, d);

@@ -1,6 +1,5 @@
-// Reformer LSH attention with shared QK: keys are the normalised queries, multi-round angular
-// hashing, sorted chunks, duplicate-count correction, per-round log-sum-exp combination.
-// Time O(H n ((1 + before + after) c (d + d_v) + d sqrt(nb))), memory O(n H) per head in flight.
+// Reformer LSH attention, shared QK (keys = normalised queries): hashed, sorted, chunked rounds.
+// Time O(H n ((1 + before + after) c (d + d_v) + d sqrt(nb))), memory O(n (H + d + d_v)).
 // Kitaev, Kaiser, Levskaya, "Reformer: The Efficient Transformer", ICLR 2020.
 #include "attention/registry.h"
 #include "variants/lsh/lsh.h"
@@ -20,7 +19,8 @@ ATTNBENCH_REGISTER_VARIANT(reformer) {
   info.traits.reference = ReferenceKind::kSharedQkSoftmax;
   info.traits.time_complexity = "O(H n ((1 + before + after) c (d + d_v) + d sqrt(nb)))";
   info.traits.memory_complexity =
-      "O(n H) per head in flight + O((1 + before + after) c (c + d)) per thread";
+      "O(n (H + d + d_v)) per head in flight (heads in flight = threads) + O((1 + before + after) "
+      "c (c + d + d_v)) per thread";
   info.params = lsh::param_specs(/*shared_qk=*/true);
   info.make = [](const Problem& p, const ParamSet& s) { return lsh::make_attention(p, s, true); };
   info.cost = [](const Problem& p, const ParamSet& s, int threads) {

@@ -1,6 +1,5 @@
-// Reformer LSH attention with separate Q and K: queries and keys hashed with the same random
-// rotations and sorted separately per round; query chunk t sees key chunks t - before .. t + after.
-// Time O(H n ((1 + before + after) c (d + d_v) + d sqrt(nb))), memory O(n H) per head in flight.
+// Reformer LSH attention with separate Q and K hashed by the same rotations, sorted separately.
+// Time O(H n ((1 + before + after) c (d + d_v) + d sqrt(nb))), memory O(n (H + d + d_v)).
 // Kitaev, Kaiser, Levskaya, "Reformer: The Efficient Transformer", ICLR 2020 (separate-QK form).
 #include "attention/registry.h"
 #include "variants/lsh/lsh.h"
@@ -23,7 +22,8 @@ ATTNBENCH_REGISTER_VARIANT(reformer_qk) {
   info.traits.reference = ReferenceKind::kSoftmax;
   info.traits.time_complexity = "O(H n ((1 + before + after) c (d + d_v) + d sqrt(nb)))";
   info.traits.memory_complexity =
-      "O(n H) per head in flight + O((1 + before + after) c (c + d)) per thread";
+      "O(n (H + d + d_v)) per head in flight (heads in flight = threads) + O((1 + before + after) "
+      "c (c + d + d_v)) per thread";
   info.params = lsh::param_specs(/*shared_qk=*/false);
   info.make = [](const Problem& p, const ParamSet& s) { return lsh::make_attention(p, s, false); };
   info.cost = [](const Problem& p, const ParamSet& s, int threads) {
