@@ -282,6 +282,17 @@ TEST(Reformer, EveryModeMatchesTheBruteForce) {
   }
 }
 
+TEST(Reformer, ManyRoundsMatchTheBruteForce) {
+  // Counts above 7 take another code path than small ones.
+  const Problem p = make_problem(160, 160, 16, 8, 1, 1, true);
+  const auto in = make_inputs(p, 88);
+  for (bool global : {false, true}) {
+    const Json params = {{"n_hashes", 10}, {"chunk", 16}, {"compat_global_lookback", global}};
+    const double tol = tolerance("reformer", p, in) * (global ? 64.0 : 1.0);
+    EXPECT_LE(max_diff_to_brute_force("reformer", params, p, in), tol) << params.dump();
+  }
+}
+
 TEST(ReformerQk, EveryModeMatchesTheBruteForce) {
   const Problem p = make_problem(160, 160, 16, 8, 2, 2, false, true);
   const auto in = make_inputs(p, 91);

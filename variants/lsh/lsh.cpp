@@ -776,6 +776,8 @@ class LshAttention final : public Attention {
     const HeadWorkspace& hw = *hd.ws;
     const float scale = static_cast<float>(problem().effective_scale());
 
+    const auto wrap = static_cast<std::int32_t>(cfg_.wrap());
+    const auto before = static_cast<std::int32_t>(cfg_.chunks_before % cfg_.wrap());
     // Queries of the chunk, scaled and transposed to (d, c_pad), 8 at a time so the strided
     // writes of the transpose come in runs of 8. Padding columns (qq >= c) are zero.
     const std::int32_t* qperm = hw.q_perm.data() + r * np + t * c;
@@ -792,8 +794,10 @@ class LshAttention final : public Attention {
       if (z.counts) {
         for (Index u = 0; u < 8; ++u) {
           const Index qq = q0 + u;
+          // Stored as the first visible key chunk, (chunk - before) mod wrap.
           for (Index r2 = 0; r2 < H; ++r2) {
-            w.q_cid_t[r2 * cp + qq] = qq < c ? hw.q_cid_s[(t * c + qq) * H + r2] : 0;
+            const std::int32_t cid = qq < c ? hw.q_cid_s[(t * c + qq) * H + r2] : 0;
+            w.q_cid_t[r2 * cp + qq] = (cid + wrap - before) % wrap;
           }
         }
       }
@@ -918,7 +922,7 @@ class LshAttention final : public Attention {
     const bool per_round = !cfg_.global_lookback;
     kernels::count_multipliers(
         kcid, w.q_cid_t.data(), sizes_.c_pad, cfg_.n_hashes, per_round ? r : -1,
-        static_cast<std::int32_t>(cfg_.chunks_before), static_cast<std::int32_t>(cfg_.wrap()),
+        static_cast<std::int32_t>(cfg_.wrap()),
         static_cast<std::int32_t>(cfg_.chunks_before + cfg_.chunks_after + 1),
         per_round ? 1.0f : 1.0e-9f, w.mult.data(), sizes_.c_pad);
   }

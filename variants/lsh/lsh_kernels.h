@@ -222,35 +222,49 @@ inline void mask_scale_max(float* row, std::int32_t kp, float kscale, const std:
 }
 
 // The duplicate-count factors of one key against n queries: mult[i] = 1 / (base + #{rounds
-// r != skip : (kcid[r] + before - qcid[r ldq + i]) mod wrap < span}), i.e. the count rule of
-// lsh::counted() summed over rounds (n % 8 == 0 on the AVX2 path).
-inline void count_multipliers(const std::int32_t* kcid, const std::int32_t* qcid, Index ldq,
-                              Index rounds, Index skip, std::int32_t before, std::int32_t wrap,
-                              std::int32_t span, float base, float* mult, Index n) {
+// r != skip : (kcid[r] - qstart[r ldq + i]) mod wrap < span}), where qstart is the query's chunk
+// minus chunks_before (mod wrap) and span = before + after + 1 < wrap: the count rule of
+// lsh::counted() summed over rounds (n % 8 == 0 on the AVX2 path; kcid, qstart in [0, wrap)).
+inline void count_multipliers(const std::int32_t* kcid, const std::int32_t* qstart, Index ldq,
+                              Index rounds, Index skip, std::int32_t wrap, std::int32_t span,
+                              float base, float* mult, Index n) {
 #ifdef ATTNBENCH_LSH_AVX2
+  constexpr Index kMaxRounds = 64;
+  __m256i kv[kMaxRounds];
+  const std::int32_t* qs[kMaxRounds];
+  Index used = 0;
+  for (Index r = 0; r < rounds && used < kMaxRounds; ++r) {
+    if (r == skip) continue;
+    kv[used] = _mm256_set1_epi32(kcid[r]);
+    qs[used++] = qstart + r * ldq;
+  }
   const __m256i wv = _mm256_set1_epi32(wrap), sv = _mm256_set1_epi32(span);
   const __m256i zero = _mm256_setzero_si256();
+  // 1 / (count + base) for count 0..7 by a register lookup when the count cannot exceed 7.
+  alignas(32) float table[8];
+  for (int c = 0; c < 8; ++c) table[c] = 1.0f / (static_cast<float>(c) + base);
+  const __m256 tv = _mm256_load_ps(table);
+  const bool lookup = used < 8;
   const __m256 one = _mm256_set1_ps(1.0f), bv = _mm256_set1_ps(base);
   for (Index i = 0; i < n; i += 8) {
     __m256i acc = zero;
-    for (Index r = 0; r < rounds; ++r) {
-      if (r == skip) continue;
-      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qcid + r * ldq + i));
-      __m256i x = _mm256_sub_epi32(_mm256_set1_epi32(kcid[r] + before), q);
+    for (Index u = 0; u < used; ++u) {
+      __m256i x =
+          _mm256_sub_epi32(kv[u], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs[u] + i)));
       x = _mm256_add_epi32(x, _mm256_and_si256(_mm256_cmpgt_epi32(zero, x), wv));
-      x = _mm256_sub_epi32(x, _mm256_andnot_si256(_mm256_cmpgt_epi32(wv, x), wv));
       acc = _mm256_sub_epi32(acc, _mm256_cmpgt_epi32(sv, x));  // visible: -(-1)
     }
-    _mm256_storeu_ps(mult + i, _mm256_div_ps(one, _mm256_add_ps(_mm256_cvtepi32_ps(acc), bv)));
+    const __m256 m = lookup ? _mm256_permutevar8x32_ps(tv, acc)
+                            : _mm256_div_ps(one, _mm256_add_ps(_mm256_cvtepi32_ps(acc), bv));
+    _mm256_storeu_ps(mult + i, m);
   }
 #else
   for (Index i = 0; i < n; ++i) {
     std::int32_t count = 0;
     for (Index r = 0; r < rounds; ++r) {
       if (r == skip) continue;
-      std::int32_t x = kcid[r] + before - qcid[r * ldq + i];
+      std::int32_t x = kcid[r] - qstart[r * ldq + i];
       x += x < 0 ? wrap : 0;
-      x -= x >= wrap ? wrap : 0;
       count += x < span;
     }
     mult[i] = 1.0f / (static_cast<float>(count) + base);
