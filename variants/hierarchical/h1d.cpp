@@ -44,6 +44,12 @@ struct TileWorkspace {
   AlignedFloats s, m_in, m_out, alpha, rowsum, z_in, out_scale;
 };
 
+// out = wa a + wb b over n floats (restrict: the rows never overlap, so this vectorises).
+inline void weighted_pair(const float* __restrict a, const float* __restrict b, float wa, float wb,
+                          float* __restrict out, Index n) {
+  for (Index x = 0; x < n; ++x) out[x] = wa * a[x] + wb * b[x];
+}
+
 // The largest number of key segments of a tile: level 0 spans three key blocks.
 constexpr int kMaxSegments = 3;
 
@@ -217,7 +223,7 @@ class H1dAttention final : public Attention {
         const float* va = v_prev + a * ldv_prev;
         const float* vb = v_prev + bb * ldv_prev;
         float* vt = vc(s, l) + t * ldv_;
-        for (Index x = 0; x < dv; ++x) vt[x] = wa * va[x] + wb * vb[x];
+        weighted_pair(va, vb, wa, wb, vt, dv);
         const float* qa = q_prev + a * ldq_prev;
         const float* qb = q_prev + bb * ldq_prev;
         float* qt = qc(s, l) + t * ldq_;
@@ -236,7 +242,7 @@ class H1dAttention final : public Attention {
           if (c <= 0) {
             qwa = ra / (ra + rb), qwb = rb / (ra + rb);
           }
-          for (Index x = 0; x < d; ++x) qt[x] = qwa * qa[x] + qwb * qb[x];
+          weighted_pair(qa, qb, qwa, qwb, qt, d);
         }
       }
       // Key means, block-transposed: column c of block B comes from columns 2c, 2c + 1 of child
