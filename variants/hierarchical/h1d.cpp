@@ -24,24 +24,20 @@ using hierarchical::H1dGeometry;
 using hierarchical::H1dTile;
 using hierarchical::KeySegment;
 using hierarchical::kNegInf;
-using hierarchical::kSlack;
 using hierarchical::padded_stride;
 
-// Everything one head needs besides its inputs. Keys of every level, level 0 included, are
-// stored block-transposed (block B of level l is a d x Nr matrix whose column c is token
-// B Nr + c) for the score kernel; coarse queries and values are row-major. Level-0 queries and
-// values are the inputs; level-0 states go straight to the output.
+// Everything one head needs besides its inputs, for coarse levels 1..M-1 (row-major, one
+// row per coarse token): level-0 tokens are the inputs, and level-0 states go straight to the
+// output. The state of a row (m, z, y) holds every level from the top down to its own.
 struct HeadLevels {
-  AlignedFloats kt;              // all levels, then one zero block, then slack
-  AlignedFloats q, v;            // levels 1..M-1: query mean (causal: sample), value mean
+  AlignedFloats q, k, v;         // query mean (causal: sample), key mean, value mean
   AlignedFloats bias;            // level 0 (key mask) and 1..M-1: log(count), -inf if count = 0
-  AlignedFloats count, inrange;  // levels 1..M-1: valid tokens, real positions (< n) under a token
-  AlignedFloats m, z, y;         // levels 1..M-1: merged state (max logit, partition, output)
-  AlignedFloats weights;         // coarsening scratch: key weights of one block, per half
+  AlignedFloats count, inrange;  // valid tokens, real positions (< n) under a token
+  AlignedFloats m, z, y;         // merged state: max logit, partition, unnormalised output
 };
 
 struct TileWorkspace {
-  AlignedFloats s, m_in, m_out, alpha, rowsum, z_in, out_scale;
+  AlignedFloats qt, st, m_in, m_out, alpha, rowsum, z_in, out_scale;
 };
 
 // out = wa a + wb b over n floats (restrict: the rows never overlap, so this vectorises).
@@ -50,9 +46,6 @@ inline void weighted_pair(const float* __restrict a, const float* __restrict b, 
   for (Index x = 0; x < n; ++x) out[x] = wa * a[x] + wb * b[x];
 }
 
-// The largest number of key segments of a tile: level 0 spans three key blocks.
-constexpr int kMaxSegments = 3;
-
 class H1dAttention final : public Attention {
  public:
   H1dAttention(const Problem& p, const ParamSet& params)
@@ -60,26 +53,23 @@ class H1dAttention final : public Attention {
         geo_(validated_geometry()),
         ldq_(padded_stride(p.d)),
         ldv_(padded_stride(p.d_v)),
-        ldk_(padded_stride(geo_.nr)),
-        lds_(padded_stride(3 * geo_.nr) + kSlack),
+        ldr_(padded_stride(geo_.nr)),
         workspaces_([&] {
-          const Index nr = geo_.nr;
           TileWorkspace w;
-          w.s = AlignedFloats(nr * lds_);
+          w.qt = AlignedFloats(p.d * ldr_);
+          w.st = AlignedFloats(3 * geo_.nr * ldr_);
           for (AlignedFloats* a : {&w.m_in, &w.m_out, &w.alpha, &w.rowsum, &w.z_in, &w.out_scale}) {
-            *a = AlignedFloats(nr);
+            *a = AlignedFloats(ldr_);
           }
           return w;
         }) {
     const Index levels = geo_.levels;
-    // Offsets per level: coarse rows (levels >= 1), transposed key blocks, bias entries.
+    // Offsets per level: coarse rows (levels >= 1) and bias entries (every level).
     row_off_.assign(levels + 1, 0);
-    kt_off_.assign(levels + 1, 0);
     bias_off_.assign(levels + 1, 0);
     for (Index l = 0; l < levels; ++l) {
       const Index real = geo_.real_tokens(l);
       row_off_[l + 1] = row_off_[l] + (l == 0 ? 0 : real);
-      kt_off_[l + 1] = kt_off_[l] + key_blocks(l) * p.d * ldk_;
       bias_off_[l + 1] = bias_off_[l] + real;
     }
     const Index rows = row_off_[levels];
@@ -89,13 +79,12 @@ class H1dAttention final : public Attention {
     slots_.resize(std::min<Index>(p.batch * p.heads, threads));
     heads_.resize(slots_.size());
     for (HeadLevels& s : slots_) {
-      s.kt = AlignedFloats(kt_off_[levels] + p.d * ldk_ + kSlack);
       s.q = AlignedFloats(rows * ldq_);
+      s.k = AlignedFloats(rows * ldq_);
       s.v = AlignedFloats(rows * ldv_);
       s.y = AlignedFloats(rows * ldv_);
-      s.bias = AlignedFloats(bias_off_[levels] + kSlack);
+      s.bias = AlignedFloats(bias_off_[levels]);
       for (AlignedFloats* a : {&s.count, &s.inrange, &s.m, &s.z}) *a = AlignedFloats(rows);
-      s.weights = AlignedFloats(4 * geo_.nr);
     }
   }
 
@@ -163,13 +152,8 @@ class H1dAttention final : public Attention {
     return hierarchical::h1d_geometry(p.n_k, nr);
   }
 
-  // Key blocks of level l that hold a real token.
-  Index key_blocks(Index l) const { return (geo_.real_tokens(l) + geo_.nr - 1) / geo_.nr; }
-  float* kt_block(HeadLevels& s, Index l, Index block) const {
-    if (block >= key_blocks(l)) return s.kt.data() + kt_off_[geo_.levels];  // the zero block
-    return s.kt.data() + kt_off_[l] + block * problem().d * ldk_;
-  }
   float* qc(HeadLevels& s, Index l) const { return s.q.data() + row_off_[l] * ldq_; }
+  float* kc(HeadLevels& s, Index l) const { return s.k.data() + row_off_[l] * ldq_; }
   float* vc(HeadLevels& s, Index l) const { return s.v.data() + row_off_[l] * ldv_; }
   float* yc(HeadLevels& s, Index l) const { return s.y.data() + row_off_[l] * ldv_; }
   float* bias(HeadLevels& s, Index l) const { return s.bias.data() + bias_off_[l]; }
@@ -182,25 +166,19 @@ class H1dAttention final : public Attention {
     return {at(head.levels->count, l)[t], at(head.levels->inrange, l)[t]};
   }
 
-  // Level 0: transposes the keys and turns the key mask into a bias. Levels l >= 1, tokens
-  // [half L_l / 2, (half + 1) L_l / 2) from level l - 1: key and value means over valid tokens
-  // with their count (the value sum is count x mean), query means over valid tokens
-  // (non-causal) or the sample of the first position (causal).
+  // Level 0: turns the key mask into a bias. Levels l >= 1, tokens [half L_l / 2,
+  // (half + 1) L_l / 2) from level l - 1: key and value means over valid tokens with their
+  // count (the value sum is count x mean), query means over valid tokens (non-causal) or the
+  // sample of the first position (causal).
   void coarsen(const HeadRef& head, int half) const {
     const Problem& p = problem();
     HeadLevels& s = *head.levels;
-    const Index d = p.d, dv = p.d_v, nr = geo_.nr;
-    {
-      const Index blocks = geo_.level_blocks(0) / 2;
-      const Index end = std::min((half + 1) * blocks, key_blocks(0));
-      for (Index b = half * blocks; b < end; ++b) {
-        const Index j0 = b * nr, count = std::min(nr, p.n_k - j0);
-        hierarchical::transpose_keys(head.k + j0 * d, d, count, d, kt_block(s, 0, b), ldk_);
-        if (!head.valid.empty()) {
-          float* b0 = bias(s, 0);
-          for (Index j = j0; j < j0 + count; ++j) b0[j] = head.valid[j] ? 0.0f : kNegInf;
-        }
-      }
+    const Index d = p.d, dv = p.d_v;
+    if (!head.valid.empty()) {
+      const Index half_tokens = geo_.level_tokens(0) / 2;
+      const Index end = std::min((half + 1) * half_tokens, p.n_k);
+      float* b0 = bias(s, 0);
+      for (Index j = half * half_tokens; j < end; ++j) b0[j] = head.valid[j] ? 0.0f : kNegInf;
     }
     for (Index l = 1; l < geo_.levels; ++l) {
       const Index half_tokens = geo_.level_tokens(l) / 2;
@@ -208,6 +186,7 @@ class H1dAttention final : public Attention {
       const Index end = std::min((half + 1) * half_tokens, geo_.real_tokens(l));
       const float full_bias = float(double(l) * std::numbers::ln2);  // log 2^l
       const float* q_prev = l == 1 ? head.q : qc(s, l - 1);
+      const float* k_prev = l == 1 ? head.k : kc(s, l - 1);
       const float* v_prev = l == 1 ? head.v : vc(s, l - 1);
       const Index ldq_prev = l == 1 ? d : ldq_, ldv_prev = l == 1 ? dv : ldv_;
       for (Index t = begin; t < end; ++t) {
@@ -220,10 +199,10 @@ class H1dAttention final : public Attention {
         at(s.inrange, l)[t] = ra + rb;
         bias(s, l)[t] = c <= 0 ? kNegInf : c == float(Index(1) << l) ? full_bias : std::log(c);
         const float wa = c > 0 ? ca / c : 0.0f, wb = c > 0 ? cb / c : 0.0f;
-        const float* va = v_prev + a * ldv_prev;
-        const float* vb = v_prev + bb * ldv_prev;
-        float* vt = vc(s, l) + t * ldv_;
-        weighted_pair(va, vb, wa, wb, vt, dv);
+        weighted_pair(k_prev + a * ldq_prev, k_prev + bb * ldq_prev, wa, wb, kc(s, l) + t * ldq_,
+                      d);
+        weighted_pair(v_prev + a * ldv_prev, v_prev + bb * ldv_prev, wa, wb, vc(s, l) + t * ldv_,
+                      dv);
         const float* qa = q_prev + a * ldq_prev;
         const float* qb = q_prev + bb * ldq_prev;
         float* qt = qc(s, l) + t * ldq_;
@@ -244,24 +223,6 @@ class H1dAttention final : public Attention {
           }
           weighted_pair(qa, qb, qwa, qwb, qt, d);
         }
-      }
-      // Key means, block-transposed: column c of block B comes from columns 2c, 2c + 1 of child
-      // block 2B (c < Nr/2) or 2B + 1 (c >= Nr/2) of level l - 1.
-      float* wa = s.weights.data() + half * 2 * nr;
-      float* wb = wa + nr;
-      const Index block_begin = begin / nr, block_end = (end + nr - 1) / nr;
-      for (Index blk = block_begin; blk < block_end; ++blk) {
-        const Index tokens = std::min(nr, end - blk * nr);
-        for (Index c = 0; c < tokens; ++c) {
-          const Index t = blk * nr + c;
-          const float ca = counts(head, l - 1, 2 * t).first;
-          const float cb = counts(head, l - 1, 2 * t + 1).first;
-          const float sum = ca + cb;
-          wa[c] = sum > 0 ? ca / sum : 0.0f;
-          wb[c] = sum > 0 ? cb / sum : 0.0f;
-        }
-        hierarchical::coarsen_keys(kt_block(s, l - 1, 2 * blk), kt_block(s, l - 1, 2 * blk + 1),
-                                   ldk_, nr / 2, tokens, d, wa, wb, kt_block(s, l, blk));
       }
     }
   }
@@ -289,36 +250,34 @@ class H1dAttention final : public Attention {
     HeadLevels& s = *head.levels;
     TileWorkspace& w = workspaces_.local();
     const Index l = tile.level, rows = tile.rows(), r0 = tile.row_begin;
-    const Index d = p.d, dv = p.d_v, nr = geo_.nr;
+    const Index d = p.d, dv = p.d_v;
 
-    // Key segments: the tile's ranges cut at key-block boundaries.
-    KeySegment segments[kMaxSegments];
-    int count = 0;
+    // One key segment per range (row-major keys and values, contiguous).
+    KeySegment segments[2];
     const bool has_bias = l > 0 || !head.valid.empty();
     for (int r = 0; r < tile.ranges; ++r) {
-      for (Index c = tile.key_begin[r]; c < tile.key_end[r];) {
-        const Index blk = c / nr, end = std::min(tile.key_end[r], (blk + 1) * nr);
-        KeySegment& seg = segments[count++];
-        seg.kt = kt_block(s, l, blk) + (c - blk * nr);
-        seg.ldkt = ldk_;
-        seg.v = l == 0 ? head.v + c * dv : vc(s, l) + c * ldv_;
-        seg.ldv = l == 0 ? dv : ldv_;
-        seg.bias = has_bias ? bias(s, l) + c : nullptr;
-        seg.count = end - c;
-        c = end;
-      }
+      const Index c = tile.key_begin[r];
+      KeySegment& seg = segments[r];
+      seg.k = l == 0 ? head.k + c * d : kc(s, l) + c * ldq_;
+      seg.ldk = l == 0 ? d : ldq_;
+      seg.v = l == 0 ? head.v + c * dv : vc(s, l) + c * ldv_;
+      seg.ldv = l == 0 ? dv : ldv_;
+      seg.bias = has_bias ? bias(s, l) + c : nullptr;
+      seg.count = tile.key_end[r] - c;
     }
-    const std::span<const KeySegment> segs(segments, static_cast<std::size_t>(count));
+    const std::span<const KeySegment> segs(segments, static_cast<std::size_t>(tile.ranges));
     const Index cols = tile.keys();
-    float* sc = w.s.data();
+    float* qt = w.qt.data();
     const float* q = l == 0 ? head.q + r0 * d : qc(s, l) + r0 * ldq_;
-    hierarchical::tile_scores(q, l == 0 ? d : ldq_, rows, d, float(p.effective_scale()), segs, sc,
-                              lds_);
+    hierarchical::transpose(q, l == 0 ? d : ldq_, rows, d, qt, ldr_);
+    float* st = w.st.data();
+    hierarchical::tile_scores(qt, ldr_, rows, d, float(p.effective_scale()), segs, st, ldr_);
     if (tile.causal_diagonal) {
+      // Key kb + c is excluded for rows r0 + r < kb + c.
       const Index kb = tile.key_begin[0];
-      for (Index r = 0; r < rows; ++r) {
-        const Index first_excluded = std::clamp<Index>(r0 + r + 1 - kb, 0, cols);
-        std::fill(sc + r * lds_ + first_excluded, sc + r * lds_ + cols, kNegInf);
+      for (Index c = 0; c < cols; ++c) {
+        const Index excluded = std::clamp<Index>(kb + c - r0, 0, rows);
+        std::fill(st + c * ldr_, st + c * ldr_ + excluded, kNegInf);
       }
     }
 
@@ -338,7 +297,7 @@ class H1dAttention final : public Attention {
     float* alpha = w.alpha.data();
     float* z = w.rowsum.data();
     float* m_out = w.m_out.data();
-    hierarchical::tile_softmax(sc, lds_, rows, cols, m_in, m_out, alpha, z);
+    hierarchical::tile_softmax(st, ldr_, rows, cols, m_in, m_out, alpha, z);
     if (has_parent) {
       for (Index r = 0; r < rows; ++r) z[r] += alpha[r] * z_in[r];
     }
@@ -364,12 +323,12 @@ class H1dAttention final : public Attention {
       target.ld_out = dv;
       target.out_scale = inv;
     }
-    hierarchical::tile_values(sc, lds_, rows, segs, dv, target);
+    hierarchical::tile_values(st, ldr_, rows, segs, dv, target);
   }
 
   H1dGeometry geo_;
-  Index ldq_ = 0, ldv_ = 0, ldk_ = 0, lds_ = 0;
-  std::vector<Index> row_off_, kt_off_, bias_off_;
+  Index ldq_ = 0, ldv_ = 0, ldr_ = 0;
+  std::vector<Index> row_off_, bias_off_;
   std::vector<HeadLevels> slots_;
   std::vector<HeadRef> heads_;
   mutable WorkspacePool<TileWorkspace> workspaces_;
@@ -397,22 +356,19 @@ ATTNBENCH_REGISTER_VARIANT(h1d) {
     if (nr < 2 || nr % 2 != 0 || nr > p.n_k) return Cost{};
     const H1dGeometry g = hierarchical::h1d_geometry(p.n_k, nr);
     const double scores = hierarchical::h1d_score_count(g, p.causal);
-    // Coarsening: a weighted pair mean per coarse token of q, k and v.
-    double coarse_rows = 0, key_blocks = 0;
-    for (Index l = 0; l < g.levels; ++l) {
-      if (l > 0) coarse_rows += double(g.real_tokens(l));
-      key_blocks += double((g.real_tokens(l) + nr - 1) / nr);
-    }
+    // Coarsening: a weighted pair mean per coarse token of q, k and v; a transpose of each
+    // tile's queries.
+    double coarse_rows = 0;
+    for (Index l = 1; l < g.levels; ++l) coarse_rows += double(g.real_tokens(l));
     const double heads = double(p.batch * p.heads);
     const double flops =
         heads * (2.0 * scores * double(p.d + p.d_v) + 3.0 * coarse_rows * double(2 * p.d + p.d_v));
-    // Per head slot (min(heads, threads) of them): transposed keys of every level, coarse
-    // queries, values and states, biases and counts; per thread: one tile of scores.
+    // Per head slot (min(heads, threads) of them): coarse queries, keys, values and states,
+    // counts and biases; per thread: transposed queries and scores of one tile.
     const double ldq = double(padded_stride(p.d)), ldv = double(padded_stride(p.d_v));
-    const double ldk = double(padded_stride(nr));
-    const double slot = (key_blocks + 1) * double(p.d) * ldk + coarse_rows * (ldq + 2 * ldv + 4) +
-                        double(g.real_tokens(0)) + coarse_rows + 2 * kSlack + 4.0 * nr;
-    const double tile = double(nr) * (double(padded_stride(3 * nr) + kSlack) + 6);
+    const double ldr = double(padded_stride(nr));
+    const double slot = coarse_rows * (2 * ldq + 2 * ldv + 5) + double(g.real_tokens(0));
+    const double tile = ldr * (double(p.d) + 3.0 * nr + 6);
     const double slots = std::min<double>(heads, threads);
     return Cost{flops, (slots * slot + threads * tile) * sizeof(float)};
   };

@@ -17,7 +17,6 @@ namespace {
 using hierarchical::AlignedFloats;
 using hierarchical::KeySegment;
 using hierarchical::kNegInf;
-using hierarchical::kSlack;
 using hierarchical::padded_stride;
 
 // b = 2^round(log2 sqrt(n)), clipped to [1, n].
@@ -47,7 +46,7 @@ PooledTile pooled_tile(Index n, Index b, Index blocks, Index t, bool causal) {
 }
 
 struct PooledWorkspace {
-  AlignedFloats s, kt, m_out, alpha, rowsum, out_scale, key_bias;
+  AlignedFloats qt, st, m_out, alpha, rowsum, out_scale, key_bias;
 };
 
 class PooledAttention final : public Attention {
@@ -58,20 +57,18 @@ class PooledAttention final : public Attention {
         blocks_((p.n_k + b_ - 1) / b_),
         ldq_(padded_stride(p.d)),
         ldv_(padded_stride(p.d_v)),
-        ldp_(padded_stride(blocks_)),
-        ldt_(padded_stride(3 * b_)),
-        lds_(padded_stride(3 * b_ + blocks_) + kSlack),
-        pooled_kt_(p.batch * p.heads * p.d * ldp_ + kSlack),
+        ldr_(padded_stride(b_)),
+        pooled_k_(p.batch * p.heads * blocks_ * ldq_),
         pooled_v_(p.batch * p.heads * blocks_ * ldv_),
-        pooled_bias_(p.batch * p.heads * blocks_ + kSlack),
+        pooled_bias_(p.batch * p.heads * blocks_),
         workspaces_([&] {
           PooledWorkspace w;
-          w.s = AlignedFloats(b_ * lds_);
-          w.kt = AlignedFloats(p.d * ldt_ + kSlack);
+          w.qt = AlignedFloats(p.d * ldr_);
+          w.st = AlignedFloats((3 * b_ + blocks_) * ldr_);
           for (AlignedFloats* a : {&w.m_out, &w.alpha, &w.rowsum, &w.out_scale}) {
-            *a = AlignedFloats(b_);
+            *a = AlignedFloats(ldr_);
           }
-          w.key_bias = AlignedFloats(3 * b_ + kSlack);
+          w.key_bias = AlignedFloats(3 * b_);
           return w;
         }) {
     params_.set("block", b_);
@@ -120,25 +117,24 @@ class PooledAttention final : public Attention {
 
   // Mean key and mean value over the block's valid keys; bias log(count) is the count factor
   // (weight count x exp(s) for the block's summed values), -inf for a block of padding only.
-  // Pooled keys are stored transposed (d x blocks per head) for the score kernel.
   void pool_block(const float* k, const float* v, std::span<const std::uint8_t> valid, Index bh,
                   Index block) {
     const Problem& p = problem();
-    float* kt = pooled_kt_.data() + bh * p.d * ldp_ + block;
+    float* kb = pooled_k_.data() + (bh * blocks_ + block) * ldq_;
     float* vb = pooled_v_.data() + (bh * blocks_ + block) * ldv_;
-    for (Index x = 0; x < p.d; ++x) kt[x * ldp_] = 0.0f;
+    std::fill(kb, kb + p.d, 0.0f);
     std::fill(vb, vb + p.d_v, 0.0f);
     const Index begin = block * b_, end = std::min(p.n_k, begin + b_);
     Index count = 0;
     for (Index j = begin; j < end; ++j) {
       if (!valid.empty() && !valid[j]) continue;
       ++count;
-      for (Index x = 0; x < p.d; ++x) kt[x * ldp_] += k[j * p.d + x];
+      for (Index x = 0; x < p.d; ++x) kb[x] += k[j * p.d + x];
       for (Index x = 0; x < p.d_v; ++x) vb[x] += v[j * p.d_v + x];
     }
     if (count > 0) {
       const float inv = 1.0f / float(count);
-      for (Index x = 0; x < p.d; ++x) kt[x * ldp_] *= inv;
+      for (Index x = 0; x < p.d; ++x) kb[x] *= inv;
       for (Index x = 0; x < p.d_v; ++x) vb[x] *= inv;
     }
     pooled_bias_.data()[bh * blocks_ + block] = count > 0 ? std::log(float(count)) : kNegInf;
@@ -159,46 +155,46 @@ class PooledAttention final : public Attention {
       for (Index j = 0; j < exact; ++j) kbias[j] = valid[tile.exact_begin + j] ? 0.0f : kNegInf;
       exact_bias = kbias;
     }
-    hierarchical::transpose_keys(k + tile.exact_begin * p.d, p.d, exact, p.d, w.kt.data(), ldt_);
-    segs[count++] =
-        KeySegment{w.kt.data(), ldt_, v + tile.exact_begin * p.d_v, p.d_v, exact_bias, exact};
-    const float* pk = pooled_kt_.data() + bh * p.d * ldp_;
+    segs[count++] = KeySegment{
+        k + tile.exact_begin * p.d, p.d, v + tile.exact_begin * p.d_v, p.d_v, exact_bias, exact};
+    const float* pk = pooled_k_.data() + bh * blocks_ * ldq_;
     const float* pv = pooled_v_.data() + bh * blocks_ * ldv_;
     const float* pb = pooled_bias_.data() + bh * blocks_;
     if (tile.left_end > 0) {
-      segs[count++] = KeySegment{pk, ldp_, pv, ldv_, pb, tile.left_end};
+      segs[count++] = KeySegment{pk, ldq_, pv, ldv_, pb, tile.left_end};
     }
     if (tile.right_begin < blocks_) {
       const Index c = tile.right_begin;
-      segs[count++] = KeySegment{pk + c, ldp_, pv + c * ldv_, ldv_, pb + c, blocks_ - c};
+      segs[count++] = KeySegment{pk + c * ldq_, ldq_, pv + c * ldv_, ldv_, pb + c, blocks_ - c};
     }
     const std::span<const KeySegment> span(segs, static_cast<std::size_t>(count));
     Index cols = 0;
     for (const KeySegment& s : span) cols += s.count;
-    float* sc = w.s.data();
-    hierarchical::tile_scores(q + tile.row_begin * p.d, p.d, rows, p.d, float(p.effective_scale()),
-                              span, sc, lds_);
+    float* qt = w.qt.data();
+    hierarchical::transpose(q + tile.row_begin * p.d, p.d, rows, p.d, qt, ldr_);
+    float* st = w.st.data();
+    hierarchical::tile_scores(qt, ldr_, rows, p.d, float(p.effective_scale()), span, st, ldr_);
     if (p.causal) {
-      // Exact keys come first in the tile, so column c is key exact_begin + c.
-      for (Index r = 0; r < rows; ++r) {
-        const Index first_excluded =
-            std::clamp<Index>(tile.row_begin + r + 1 - tile.exact_begin, 0, exact);
-        std::fill(sc + r * lds_ + first_excluded, sc + r * lds_ + exact, kNegInf);
+      // Exact keys come first in the tile: key exact_begin + c is excluded for rows
+      // row_begin + r < exact_begin + c.
+      for (Index c = 0; c < exact; ++c) {
+        const Index excluded = std::clamp<Index>(tile.exact_begin + c - tile.row_begin, 0, rows);
+        std::fill(st + c * ldr_, st + c * ldr_ + excluded, kNegInf);
       }
     }
     float* z = w.rowsum.data();
-    hierarchical::tile_softmax(sc, lds_, rows, cols, nullptr, w.m_out.data(), w.alpha.data(), z);
+    hierarchical::tile_softmax(st, ldr_, rows, cols, nullptr, w.m_out.data(), w.alpha.data(), z);
     float* inv = w.out_scale.data();
     for (Index r = 0; r < rows; ++r) inv[r] = z[r] > 0.0f ? 1.0f / z[r] : 0.0f;  // zeros if empty
     hierarchical::ValueTarget target;
     target.y_out = out + tile.row_begin * p.d_v;
     target.ld_out = p.d_v;
     target.out_scale = inv;
-    hierarchical::tile_values(sc, lds_, rows, span, p.d_v, target);
+    hierarchical::tile_values(st, ldr_, rows, span, p.d_v, target);
   }
 
-  Index b_ = 1, blocks_ = 1, ldq_ = 0, ldv_ = 0, ldp_ = 0, ldt_ = 0, lds_ = 0;
-  AlignedFloats pooled_kt_, pooled_v_, pooled_bias_;
+  Index b_ = 1, blocks_ = 1, ldq_ = 0, ldv_ = 0, ldr_ = 0;
+  AlignedFloats pooled_k_, pooled_v_, pooled_bias_;
   WorkspacePool<PooledWorkspace> workspaces_;
 };
 
@@ -235,11 +231,10 @@ ATTNBENCH_REGISTER_VARIANT(pooled) {
     const double heads = double(p.batch * p.heads);
     const double flops =
         heads * (2.0 * scores * double(p.d + p.d_v) + double(n) * double(p.d + p.d_v));
-    const double ldv = double(padded_stride(p.d_v));
-    const double pooled =
-        heads * (double(p.d) * double(padded_stride(blocks)) + double(blocks) * (ldv + 1));
-    const double tile = double(b) * (double(padded_stride(3 * b + blocks) + kSlack) + 4) +
-                        double(p.d) * double(padded_stride(3 * b)) + 3.0 * b + 3 * kSlack;
+    const double ldq = double(padded_stride(p.d)), ldv = double(padded_stride(p.d_v));
+    const double pooled = heads * double(blocks) * (ldq + ldv + 1);
+    const double ldr = double(padded_stride(b));
+    const double tile = ldr * (double(p.d) + double(3 * b + blocks) + 4) + 3.0 * b;
     return Cost{flops, (pooled + threads * tile) * sizeof(float)};
   };
   return info;
