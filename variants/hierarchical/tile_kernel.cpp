@@ -129,8 +129,8 @@ void value_block(const float* pt, Index ld, Index r0, std::span<const KeySegment
   const float* pc = pt + r0;
   for (const KeySegment& seg : segments) {
     const float* v = seg.v + x0;
-    const Index ldv = seg.ldv;
-    for (Index c = 0; c < seg.count; ++c, v += ldv, pc += ld) {
+    const Index ldv = seg.ldv, count = seg.count;
+    for (Index c = 0; c < count; ++c, v += ldv, pc += ld) {
       __m256 v0, v1;
       if constexpr (kFull) {
         v0 = _mm256_loadu_ps(v);
