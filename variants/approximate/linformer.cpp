@@ -14,6 +14,7 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#include <optional>
 #include <vector>
 
 #include "attention/random.h"
@@ -85,7 +86,7 @@ class Linformer final : public Attention {
       partials_.setZero(bh * spans_.parts * k_ * width);
     }
     const Index rows = query_block_rows(k_);
-    workspaces_ = WorkspacePool<LinformerWorkspace>([&] {
+    workspaces_.emplace([&] {
       LinformerWorkspace w;
       w.s.resize(rows, k_);
       if (projection_ == Projection::kJl && p.key_padding) {
@@ -117,7 +118,7 @@ class Linformer final : public Attention {
     const Index rows = query_block_rows(k_);
     const Index q_blocks = (p.n_q + rows - 1) / rows;
     tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count * q_blocks, 1), [&](const auto& r) {
-      LinformerWorkspace& w = workspaces_.local();
+      LinformerWorkspace& w = workspaces_->local();
       for (Index task = r.begin(); task < r.end(); ++task) {
         const Index bh = task / q_blocks, b = bh / p.heads, h = bh % p.heads;
         const Index i0 = (task % q_blocks) * rows, n = std::min(rows, p.n_q - i0);
@@ -152,7 +153,7 @@ class Linformer final : public Attention {
     const Problem& p = problem();
     const Index bh_count = p.batch * p.heads, parts = spans_.parts, width = p.d + p.d_v;
     tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count * parts, 1), [&](const auto& r) {
-      LinformerWorkspace& w = workspaces_.local();
+      LinformerWorkspace& w = workspaces_->local();
       for (Index task = r.begin(); task < r.end(); ++task) {
         const Index bh = task / parts, t = task % parts, b = bh / p.heads, h = bh % p.heads;
         const Index j0 = spans_.begin(t), n = spans_.end(t) - j0;
@@ -212,7 +213,7 @@ class Linformer final : public Attention {
   Eigen::VectorXf kv_proj_;   // per (b, h): [K' V'] (k, d + d_v)
   Eigen::VectorXf partials_;  // per (b, h, span): partial [K' V'] (jl)
   Eigen::VectorXf bias_;      // per (b, h): (k) logit offsets of the projected keys
-  WorkspacePool<LinformerWorkspace> workspaces_;
+  std::optional<WorkspacePool<LinformerWorkspace>> workspaces_;  // built in the constructor body
 };
 
 }  // namespace

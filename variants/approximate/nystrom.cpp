@@ -14,6 +14,7 @@
 #include <tbb/parallel_for.h>
 
 #include <Eigen/SVD>
+#include <optional>
 #include <vector>
 
 #include "attention/registry.h"
@@ -77,7 +78,7 @@ class Nystrom final : public Attention {
       s.sum.setZero(m);
       s.acc.setZero(m, p.d_v);
     }
-    workspaces_ = WorkspacePool<NystromWorkspace>([&] {
+    workspaces_.emplace([&] {
       NystromWorkspace w;
       w.s.resize(std::max(m, kRowBlock), std::max(kKeyBlock, m));
       if (!svd_) {
@@ -113,21 +114,21 @@ class Nystrom final : public Attention {
     const Problem& p = problem();
     const Index bh_count = p.batch * p.heads, parts = spans_.parts;
     tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count, 1), [&](const auto& r) {
-      NystromWorkspace& w = workspaces_.local();
+      NystromWorkspace& w = workspaces_->local();
       for (Index bh = r.begin(); bh < r.end(); ++bh) landmarks(q, k, mask, bh, w);
     });
     tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count * parts, 1), [&](const auto& r) {
-      NystromWorkspace& w = workspaces_.local();
+      NystromWorkspace& w = workspaces_->local();
       for (Index task = r.begin(); task < r.end(); ++task) key_span(k, v, mask, task, w);
     });
     set_init_scales();
     tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count, 1), [&](const auto& r) {
-      NystromWorkspace& w = workspaces_.local();
+      NystromWorkspace& w = workspaces_->local();
       for (Index bh = r.begin(); bh < r.end(); ++bh) middle(bh, w);
     });
     const Index q_blocks = (p.n_q + kRowBlock - 1) / kRowBlock;
     tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count * q_blocks, 1), [&](const auto& r) {
-      NystromWorkspace& w = workspaces_.local();
+      NystromWorkspace& w = workspaces_->local();
       for (Index task = r.begin(); task < r.end(); ++task) {
         const Index bh = task / q_blocks, b = bh / p.heads, h = bh % p.heads;
         const Index i0 = (task % q_blocks) * kRowBlock, rows = std::min(kRowBlock, p.n_q - i0);
@@ -297,8 +298,8 @@ class Nystrom final : public Attention {
   Eigen::VectorXf a_, z_;            // per (b, h): A and Z (m, m)
   Eigen::VectorXf w_;                // per (b, h): W = Z B V (m, d_v)
   std::vector<double> init_scale_;
-  std::vector<RowState> partials_;  // per (b, h, span)
-  WorkspacePool<NystromWorkspace> workspaces_;
+  std::vector<RowState> partials_;                             // per (b, h, span)
+  std::optional<WorkspacePool<NystromWorkspace>> workspaces_;  // built in the constructor body
 };
 
 }  // namespace

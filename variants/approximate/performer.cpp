@@ -16,6 +16,7 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#include <optional>
 #include <vector>
 
 #include "attention/registry.h"
@@ -103,7 +104,7 @@ class Performer final : public Attention {
       z_.setZero(bh * m_);
       empty_.assign(bh, 0);
     }
-    workspaces_ = WorkspacePool<PerformerWorkspace>([&] {
+    workspaces_.emplace([&] {
       PerformerWorkspace w;
       w.u.resize(kBlock, m_);
       w.uk.resize(kBlock, m_);
@@ -190,6 +191,16 @@ class Performer final : public Attention {
   void query_features(const float* q, Index h, Index i0, Index rows, PerformerWorkspace& w) const {
     const Index d = problem().d;
     auto u = w.u.topRows(rows);
+    if (kind_ == FavorKind::kPositive && epsilon_ == 0.0) {
+      // u_if - max_f u_if = <w_f, q'_i> - max_f <w_f, q'_i>: the norm term is a row constant,
+      // so the projections go straight to the exponential (one pass fewer over the block).
+      u.noalias() = ConstMatMap(q + i0 * d, rows, d) * w_[h].transpose();
+      for (Index i = 0; i < rows; ++i) {
+        auto row = u.row(i).array();
+        row = (row - row.maxCoeff()).exp();
+      }
+      return;
+    }
     favor_exponents(ConstMatMap(q + i0 * d, rows, d), w_[h], problem().effective_scale(), kind_, u,
                     w.proj_q.data());
     for (Index i = 0; i < rows; ++i) {
@@ -211,7 +222,7 @@ class Performer final : public Attention {
     const Problem& p = problem();
     const Index bh_count = p.batch * p.heads, parts = spans_.parts, dv = p.d_v;
     tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count * parts, 1), [&](const auto& r) {
-      PerformerWorkspace& w = workspaces_.local();
+      PerformerWorkspace& w = workspaces_->local();
       for (Index task = r.begin(); task < r.end(); ++task) {
         const Index bh = task / parts, t = task % parts, b = bh / p.heads, h = bh % p.heads;
         const auto valid = mask.row(b);
@@ -232,7 +243,7 @@ class Performer final : public Attention {
     });
     const Index q_blocks = (p.n_q + kBlock - 1) / kBlock;
     tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count * q_blocks, 1), [&](const auto& r) {
-      PerformerWorkspace& w = workspaces_.local();
+      PerformerWorkspace& w = workspaces_->local();
       for (Index task = r.begin(); task < r.end(); ++task) {
         const Index bh = task / q_blocks, b = bh / p.heads, h = bh % p.heads;
         const Index i0 = (task % q_blocks) * kBlock, rows = std::min(kBlock, p.n_q - i0);
@@ -288,7 +299,7 @@ class Performer final : public Attention {
                       const KeyMask& mask) {
     const Problem& p = problem();
     tbb::parallel_for(tbb::blocked_range<Index>(0, p.batch * p.heads, 1), [&](const auto& r) {
-      PerformerWorkspace& w = workspaces_.local();
+      PerformerWorkspace& w = workspaces_->local();
       for (Index bh = r.begin(); bh < r.end(); ++bh) {
         const Index b = bh / p.heads, h = bh % p.heads;
         causal_head(q.head_data(b, h), k.head_data(b, h), v.head_data(b, h), mask.row(b), h,
@@ -423,7 +434,7 @@ class Performer final : public Attention {
   std::vector<KeySums> merged_;      // per (b, h): the partials merged
   Eigen::VectorXf kv_, z_;           // per (b, h): KV_eff (m, d_v), z_eff (m)
   std::vector<std::uint8_t> empty_;  // per (b, h): no valid key
-  WorkspacePool<PerformerWorkspace> workspaces_;
+  std::optional<WorkspacePool<PerformerWorkspace>> workspaces_;  // built in the constructor body
 };
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#include <optional>
 #include <vector>
 
 #include "attention/registry.h"
@@ -76,7 +77,7 @@ class Scatterbrain final : public Attention {
     z_.setZero(bh * m_);
     ref_.assign(bh, kMinusInf);
     const Index union_rows = std::min(p.n_k, kBlock + w_);
-    workspaces_ = WorkspacePool<ScatterWorkspace>([&] {
+    workspaces_.emplace([&] {
       ScatterWorkspace w;
       w.uq.resize(kBlock, m_);
       w.uk.resize(std::max(union_rows, kBlock), m_);
@@ -97,7 +98,7 @@ class Scatterbrain final : public Attention {
     const Index bh_count = p.batch * p.heads, parts = spans_.parts;
     if (!full_support_) {
       tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count * parts, 1), [&](const auto& r) {
-        ScatterWorkspace& w = workspaces_.local();
+        ScatterWorkspace& w = workspaces_->local();
         for (Index task = r.begin(); task < r.end(); ++task) key_span(k, v, mask, task, w);
       });
       tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count, 1), [&](const auto& r) {
@@ -106,7 +107,7 @@ class Scatterbrain final : public Attention {
     }
     const Index q_blocks = (p.n_q + kBlock - 1) / kBlock;
     tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count * q_blocks, 1), [&](const auto& r) {
-      ScatterWorkspace& w = workspaces_.local();
+      ScatterWorkspace& w = workspaces_->local();
       for (Index task = r.begin(); task < r.end(); ++task) {
         const Index bh = task / q_blocks;
         query_block(q, k, v, mask, bh, (task % q_blocks) * kBlock, out, w);
@@ -288,7 +289,7 @@ class Scatterbrain final : public Attention {
   std::vector<SpanSums> partials_;
   Eigen::VectorXf kv_, z_;   // per (b, h): sum_j b_j v_j^T (m, d_v), sum_j b_j (m)
   std::vector<double> ref_;  // per (b, h): key reference exponent (-inf: no valid key)
-  WorkspacePool<ScatterWorkspace> workspaces_;
+  std::optional<WorkspacePool<ScatterWorkspace>> workspaces_;  // built in the constructor body
 };
 
 }  // namespace
