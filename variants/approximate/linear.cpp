@@ -31,7 +31,7 @@ struct LinearWorkspace {
   RowMatrix phi_q, phi_k, p;  // (block, d), (block, d), (chunk, chunk)
   RowMatrix kv_tmp;           // (d, d_v)
   Eigen::VectorXf den;        // (block)
-  RowMatrixD state;           // (d, d_v) causal prefix sum in double
+  RowMatrixD state;           // (d, d_v) causal prefix sum (or reduction) in double
   Eigen::VectorXd z;          // (d)
   RowMatrix state_f;          // (d, d_v) float copy for the GEMM
   Eigen::VectorXf z_f;        // (d)
@@ -51,9 +51,9 @@ class LinearAttention final : public Attention {
           w.p.resize(kCausalChunk, kCausalChunk);
           w.kv_tmp.resize(p.d, p.d_v);
           w.den.resize(block);
+          w.state.resize(p.d, p.d_v);
+          w.z.resize(p.d);
           if (p.causal) {
-            w.state.resize(p.d, p.d_v);
-            w.z.resize(p.d);
             w.state_f.resize(p.d, p.d_v);
             w.z_f.resize(p.d);
           }
@@ -113,9 +113,12 @@ class LinearAttention final : public Attention {
       }
     });
     tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count, 1), [&](const auto& r) {
+      LinearWorkspace& w = workspaces_.local();
       for (Index bh = r.begin(); bh < r.end(); ++bh) {
-        RowMatrixD kv = RowMatrixD::Zero(d, dv);
-        Eigen::RowVectorXd z = Eigen::RowVectorXd::Zero(d);
+        RowMatrixD& kv = w.state;
+        auto z = w.z.transpose();
+        kv.setZero();
+        z.setZero();
         for (Index t = 0; t < parts; ++t) {
           kv += ConstMatMap(partial_kv_.data() + (bh * parts + t) * d * dv, d, dv).cast<double>();
           z += Eigen::Map<const Eigen::RowVectorXf>(partial_z_.data() + (bh * parts + t) * d, d)
@@ -260,12 +263,14 @@ ATTNBENCH_REGISTER_VARIANT(linear) {
     double flops = bh * (4.0 * (nq + nk) * d + 2.0 * nk * d * (dv + 1) + 2.0 * nq * d * (dv + 1));
     double bytes = 0;
     const double block = double(std::max(kBlock, kCausalChunk));
-    const double ws = double(threads) *
-                      (2 * block * d + double(kCausalChunk * kCausalChunk) + d * dv + block) * 4.0;
+    const double ws =
+        double(threads) *
+        ((2 * block * d + double(kCausalChunk * kCausalChunk) + d * dv + block) * 4.0 +
+         (d * dv + d) * 8.0);
     if (p.causal) {
       // The masked quadratic block: 2 C (d + d_v + 1) per query row.
       flops += bh * nq * 2.0 * double(kCausalChunk) * (d + dv + 1);
-      bytes = ws + double(threads) * (d * dv + d) * (8.0 + 4.0);
+      bytes = ws + double(threads) * (d * dv + d) * 4.0;
     } else {
       const double parts = double(approx::make_partition(p.n_k, kKeySpan, kMaxSpans).parts);
       bytes = ws + bh * (parts + 1) * (d * dv + d) * 4.0;
