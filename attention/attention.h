@@ -131,6 +131,13 @@ class WorkspacePool {
       : slots_(std::move(other.slots_)),
         free_(std::move(other.free_)),
         per_thread_(other.per_thread_) {}
+  // Setup may build a pool and assign it; never while leases are out (the mutex stays).
+  WorkspacePool& operator=(WorkspacePool&& other) noexcept {
+    slots_ = std::move(other.slots_);
+    free_ = std::move(other.free_);
+    per_thread_ = other.per_thread_;
+    return *this;
+  }
 
   T& local() {
     const int slot = tbb::this_task_arena::current_thread_index();

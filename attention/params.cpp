@@ -55,6 +55,8 @@ namespace {
 
 std::string number_string(double x) {
   if (std::isinf(x)) return x > 0 ? "inf" : "-inf";
+  // Integral bounds print in full (2^40 as 1099511627776, not 1.09951e+12).
+  if (x == std::floor(x) && std::fabs(x) < 9.0e15) return std::to_string(std::int64_t(x));
   std::ostringstream os;
   os << x;
   return os.str();

@@ -1,6 +1,6 @@
-// The fused FlashAttention tile kernel (FlashTile, declared in attention/online_softmax.h):
-// register-blocked SIMD GEMM micro-kernels around a column-wise online softmax.
-// Time O(br bc (d + d_v)) per key tile; memory O(block_q (d + block_k + d_v)) per workspace.
+// The fused FlashAttention tile kernel (FlashTile, declared in attention/online_softmax.h).
+// Time O(br bc (d + d_v)) per key tile; memory O(br (d + bc + d_v) + bc d_v) floats per thread.
+// Dao, "FlashAttention-2", 2023 (loop order, delayed normalisation); GotoBLAS-style micro-kernels.
 #include <algorithm>
 #include <cassert>
 #include <cmath>
@@ -28,10 +28,6 @@
 #define ATTNBENCH_UNROLL
 #endif
 
-#ifdef FLASH_PROFILE
-#include <x86intrin.h>
-unsigned long long g_prof[4];
-#endif
 namespace attnbench {
 
 const char* to_string(KernelIsa isa) {
@@ -365,9 +361,6 @@ void FlashTile::Impl::add_keys(const float* k, Index ldk, const float* v, Index 
   const bool band = (bc - 1) > dmax || -(br - 1) < dmin;  // some pair excluded by the band
   const bool masked = band || mask.key_valid || mask.allowed;
 
-#ifdef FLASH_PROFILE
-  unsigned long long t0 = __rdtsc();
-#endif
   // 1. S^T = K (scale log2e Q)^T, skipping register blocks the band excludes entirely. Key
   //    blocks outermost: the block's K rows stay in L1 while the small Q^T streams past.
   std::fill(colmax_, colmax_ + nq, kNegInf);
@@ -380,10 +373,6 @@ void FlashTile::Impl::add_keys(const float* k, Index ldk, const float* v, Index 
                                  ldst, colmax_ + q0);
     }
   }
-#ifdef FLASH_PROFILE
-  unsigned long long t1 = __rdtsc();
-  g_prof[0] += t1 - t0;
-#endif
 
   // 2. Masks: excluded pairs get -inf (never a finite penalty), and the column max is
   //    recomputed without them (a masked score must not set the reference).
@@ -419,10 +408,6 @@ void FlashTile::Impl::add_keys(const float* k, Index ldk, const float* v, Index 
       V::store(colmax_ + jv * W, mx);
     }
   }
-#ifdef FLASH_PROFILE
-  unsigned long long t2 = __rdtsc();
-  g_prof[1] += t2 - t1;
-#endif
 
   // 3. Online softmax down the columns (base 2): m' = max(m, colmax), P = 2^(S - m'),
   //    alpha = 2^(m - m'), l = alpha l + sum_c P. A column with m' = -inf uses -FLT_MAX as its
@@ -467,10 +452,6 @@ void FlashTile::Impl::add_keys(const float* k, Index ldk, const float* v, Index 
       V::store(l_ + o, V::fma(V::load(alpha_ + o), V::load(l_ + o), sum[u]));
     }
   }
-#ifdef FLASH_PROFILE
-  unsigned long long t3 = __rdtsc();
-  g_prof[2] += t3 - t2;
-#endif
 
   // 4. acc = alpha acc + P V. V is first copied chunk by chunk (kPnv vectors of columns) into
   //    contiguous panels: the P V kernel walks one chunk down all bc keys for every query
@@ -500,9 +481,6 @@ void FlashTile::Impl::add_keys(const float* k, Index ldk, const float* v, Index 
                            acc_ + r0 * ld_acc + j0 * W, ld_acc, alpha_ + r0);
     }
   }
-#ifdef FLASH_PROFILE
-  g_prof[3] += __rdtsc() - t3;
-#endif
 }
 
 void FlashTile::Impl::finish(float* out, Index ld_out, float* lse) const {

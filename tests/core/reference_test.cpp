@@ -140,7 +140,9 @@ TEST(Reference, SubsetOfRowsEqualsTheSameRowsOfAll) {
   const std::vector<Index> rows = {0, 7, 64, 65, 199, 299};
   const auto sub = reference_attention(in.q, in.k, in.v, in.mask, p, ReferenceKind::kSoftmax, rows);
   for (std::size_t t = 0; t < rows.size(); ++t) {
-    EXPECT_EQ((sub[1].out.row(t) - all[1].out.row(rows[t])).norm(), 0.0);
+    // The same arithmetic up to the GEMM's blocking, which depends on how many rows are taken.
+    EXPECT_LE((sub[1].out.row(t) - all[1].out.row(rows[t])).norm(),
+              1e-14 * all[1].out.row(rows[t]).norm());
   }
   EXPECT_THROW(reference_attention(in.q, in.k, in.v, in.mask, p, ReferenceKind::kSoftmax,
                                    std::vector<Index>{300}),

@@ -48,7 +48,10 @@ TEST(Spec, ConfigIdsAreStableAndIgnoreHowDefaultsWereWritten) {
   Json a = base_spec();
   a["variants"] = {"flash"};
   Json b = base_spec();
-  b["variants"] = {"flash:block_q=64,block_k=128"};  // the defaults, written out
+  // The defaults, written out.
+  const ParamSet defaults = resolve_variant_params("flash", Json::object());
+  b["variants"] = {"flash:block_q=" + std::to_string(defaults.get_int("block_q")) +
+                   ",block_k=" + std::to_string(defaults.get_int("block_k"))};
   const auto ea = build_experiment(a, "a", false, {});
   const auto eb = build_experiment(b, "b", false, {});
   EXPECT_EQ(ea.configs[0].id, eb.configs[0].id);
