@@ -2,6 +2,7 @@
 
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
+#include <cmath>
 #include <map>
 #include <stdexcept>
 
@@ -585,15 +586,19 @@ Cost block_sparse_cost(const Problem& p,
   double layout_bytes = 0;
   Index block = 1;
   bool multi = false;
+  std::vector<const BlockSparseLayout*> seen;  // heads may share a layout: count it once
   for (const auto& lay : ls) {
-    layout_bytes += lay->memory_bytes();
     block = lay->block;
     multi = multi || lay->components.size() > 1;
+    if (std::find(seen.begin(), seen.end(), lay.get()) != seen.end()) continue;
+    seen.push_back(lay.get());
+    layout_bytes += lay->memory_bytes();
   }
-  const double b = double(block), run = double(run_cols_for(block));
-  const double scratch_floats =
-      b * run + 3 * b + 2 * b * double(p.d_v) + b * double(p.d) + run * double(p.d + p.d_v);
-  const double scratch = scratch_floats * sizeof(float) + run * (sizeof(Index) + 1);
+  const Index run = run_cols_for(block);
+  const double tile = double(FlashTile::workspace_bytes(block, run, p.d, p.d_v));
+  const double b = double(block), r = double(run);
+  const double scratch_floats = b * double(p.d_v) + b + b * double(p.d) + r * double(p.d + p.d_v);
+  const double scratch = tile + scratch_floats * sizeof(float) + r * (sizeof(Index) + 1);
   const double lse = multi ? double(p.batch * p.heads * p.n_q) * sizeof(float) : 0.0;
   return Cost{2.0 * double(p.d + p.d_v) * w.computed_scores,
               layout_bytes + double(std::max(threads, 1)) * scratch + lse};
@@ -644,20 +649,83 @@ void BlockSparseAttention::set_layouts(Layouts layouts) {
   const Index b = first.block, R = run_cols_;
   workspaces_ = std::make_unique<WorkspacePool<Workspace>>([&] {
     Workspace w;
-    w.s.assign(b * R, 0.0f);
-    w.m.assign(b, 0.0f);
-    w.l.assign(b, 0.0f);
-    w.lse.assign(b, 0.0f);
-    w.acc.assign(b * p.d_v, 0.0f);
+    w.tile = std::make_unique<FlashTile>(b, R, p.d, p.d_v);
     w.o.assign(b * p.d_v, 0.0f);
+    w.lse.assign(b, 0.0f);
     w.qg.assign(b * p.d, 0.0f);
     w.kg.assign(R * p.d, 0.0f);
     w.vg.assign(R * p.d_v, 0.0f);
     w.gpos.assign(R, 0);
-    w.excluded.assign(R, 0);
+    w.valid.assign(R, 0);
     return w;
   });
 }
+
+namespace {
+
+// The constraint of an interval kind as a band lo <= X - Y <= hi in dilated coordinates
+// (kBandInf = unbounded); the layout's causality adds X - Y >= 0.
+struct Band {
+  Index lo, hi;
+  bool operator==(const Band&) const = default;
+};
+Band interval_band(BlockKind kind, Index lo, Index hi, bool causal) {
+  Band band{-kBandInf, kBandInf};
+  if (kind == BlockKind::kDiagCausal) band.lo = 0;
+  if (kind == BlockKind::kBand) band = {lo, hi};
+  if (causal) band.lo = std::max<Index>(band.lo, 0);
+  return band;
+}
+
+// The band in the tile kernel's local coordinates for query rows X = x0 + r and keys
+// Y = y0 + c: X - Y = (x0 - y0) - (c - r).
+TileMask tile_band(const Band& band, Index x0, Index y0) {
+  TileMask m;
+  if (band.hi != kBandInf) m.diag_min = (x0 - y0) - band.hi;
+  if (band.lo != -kBandInf) m.diag_max = (x0 - y0) - band.lo;
+  return m;
+}
+
+// Bitmask blocks: the pair predicate of one block, tile-local.
+struct BitmaskContext {
+  const BlockSparseLayout* lay;
+  const BlockSparseComponent* comp;
+  Index k, block_row, x0, y0;
+};
+bool bitmask_allows(const void* ctx, Index r, Index c) {
+  const auto& b = *static_cast<const BitmaskContext*>(ctx);
+  return kind_allows(*b.lay, *b.comp, b.k, b.block_row, b.x0 + r, b.y0 + c);
+}
+
+// Causal gathered keys: row r sees the keys whose position is at most its own.
+struct PositionsContext {
+  const Index* query_pos;  // per tile row, or nullptr: x0 + dil * r
+  Index x0, dil;
+  const Index* key_pos;  // per tile column, or nullptr: y0 + c
+  Index y0;
+};
+bool positions_allow(const void* ctx, Index r, Index c) {
+  const auto& g = *static_cast<const PositionsContext*>(ctx);
+  const Index x = g.query_pos ? g.query_pos[r] : g.x0 + g.dil * r;
+  return (g.key_pos ? g.key_pos[c] : g.y0 + c) <= x;
+}
+
+// Merges a component's (o, lse) into the running result of the earlier components: softmax
+// over the union of disjoint key sets is the log-sum-exp-weighted mix of the parts.
+void merge_lse(float* out, float& lse, const float* o, float lse_part, Index dv) {
+  if (lse_part == kNegInfF) return;
+  if (lse == kNegInfF) {
+    std::copy(o, o + dv, out);
+    lse = lse_part;
+    return;
+  }
+  const float m = std::max(lse, lse_part);
+  const float a = std::exp(lse - m), c = std::exp(lse_part - m), sum = a + c;
+  for (Index t = 0; t < dv; ++t) out[t] = (a * out[t] + c * o[t]) / sum;
+  lse = m + std::log(sum);
+}
+
+}  // namespace
 
 void BlockSparseAttention::row_tile(Index comp, const RowTile& tile, Index b, Index h,
                                     const Tensor4& q, const Tensor4& k, const Tensor4& v,
@@ -677,87 +745,68 @@ void BlockSparseAttention::row_tile(Index comp, const RowTile& tile, Index b, In
   const auto valid = mask.row(b);
   const bool has_gcols = !lay.global_cols.empty();
   const bool has_grows = !lay.global_row_flag.empty();
+  FlashTile& ft = *w.tile;
+  ft.begin(qt, dil * d, br, scale);
 
-  SoftmaxTile st{w.m.data(), w.l.data(), w.acc.data(), dv, br, dv};
-  if (comp == 0) {
-    st.reset();
-  } else {
-    // Resume from the previous components' result: (m, l, acc) = (lse, 1, out) is the same
-    // online-softmax state as the one that produced it.
-    for (Index rr = 0; rr < br; ++rr) {
-      const Index i = tile.first_query + rr * dil;
-      const float lse = lse_h[i];
-      st.m[rr] = lse;
-      st.l[rr] = lse == kNegInfF ? 0.0f : 1.0f;
-      std::copy(oh + i * dv, oh + (i + 1) * dv, st.acc + rr * dv);
-    }
-  }
-
-  float* s = w.s.data();
+  // Key tiles: maximal spans of consecutive listed blocks with one interval constraint (a run
+  // is at most R columns); bitmask blocks go one by one with their pair predicate.
   for_each_run(lay, c, tile, R / bs, [&](const Run& run) {
-    const Index bc = run.y1 - run.y0;
-    const Index j0 = r + dil * run.y0 - ks;
-    Index n_excluded = 0;
-    if (!valid.empty() || has_gcols) {
-      for (Index cc = 0; cc < bc; ++cc) {
-        const Index y = r + dil * (run.y0 + cc);
-        const bool ex = (!valid.empty() && !valid[y - ks]) || (has_gcols && lay.global_col_flag[y]);
-        w.excluded[cc] = ex;
-        n_excluded += ex;
-      }
-      if (n_excluded == bc) return;
-    }
-    score_tile(qt, dil * d, br, kh + j0 * d, dil * d, bc, d, scale, s, R);
-    for (Index kk = run.k0; kk < run.k1; ++kk) {
-      const Index col = c.col_idx[kk];
-      const Index yb0 = std::max<Index>(col * bs, run.y0);
-      const Index yb1 = std::min<Index>((col + 1) * bs, run.y1);
-      if (yb1 <= yb0) continue;
-      const BlockKind kind = c.kind[kk];
-      if (kind == BlockKind::kBitmask) {
-        for (Index rr = 0; rr < br; ++rr) {
-          const Index X = tile.x0 + rr;
-          float* row = s + rr * R;
-          for (Index Y = yb0; Y < yb1; ++Y) {
-            if (!kind_allows(lay, c, kk, tile.block_row, X, Y)) row[Y - run.y0] = kNegInfF;
-          }
+    Index kk = run.k0;
+    while (kk < run.k1) {
+      const Index yb0 = std::max<Index>(Index(c.col_idx[kk]) * bs, run.y0);
+      Index k_end = kk + 1;
+      Band band{};
+      const bool bitmask = c.kind[kk] == BlockKind::kBitmask;
+      if (!bitmask) {
+        band = interval_band(c.kind[kk], c.lo[kk], c.hi[kk], lay.causal);
+        while (k_end < run.k1 && c.kind[k_end] != BlockKind::kBitmask &&
+               interval_band(c.kind[k_end], c.lo[k_end], c.hi[k_end], lay.causal) == band) {
+          ++k_end;
         }
-        continue;
       }
-      if (kind == BlockKind::kFull && (!lay.causal || yb1 - 1 <= tile.x0)) continue;
-      for (Index rr = 0; rr < br; ++rr) {
-        Index a, e;
-        row_interval(kind, c.lo[kk], c.hi[kk], lay.causal, tile.x0 + rr, yb0, yb1, a, e);
-        float* row = s + rr * R;
-        std::fill(row + (yb0 - run.y0), row + (a - run.y0), kNegInfF);
-        std::fill(row + (e - run.y0), row + (yb1 - run.y0), kNegInfF);
+      const Index yb1 = std::min<Index>(Index(c.col_idx[k_end - 1] + 1) * bs, run.y1);
+      kk = k_end;
+      if (yb1 <= yb0) continue;
+      const Index bc = yb1 - yb0;
+      const Index j0 = r + dil * yb0 - ks;
+      TileMask m;
+      BitmaskContext bctx{&lay, &c, k_end - 1, tile.block_row, tile.x0, yb0};
+      if (bitmask) {
+        m.allowed = bitmask_allows;
+        m.ctx = &bctx;
+      } else {
+        m = tile_band(band, tile.x0, yb0);
       }
+      if (!valid.empty() || has_gcols) {
+        Index n_valid = 0;
+        for (Index cc = 0; cc < bc; ++cc) {
+          const Index y = r + dil * (yb0 + cc);
+          const bool ok =
+              (valid.empty() || valid[y - ks]) && !(has_gcols && lay.global_col_flag[y]);
+          w.valid[cc] = ok;
+          n_valid += ok;
+        }
+        if (n_valid == 0) continue;
+        if (n_valid < bc) m.key_valid = w.valid.data();
+      }
+      ft.add_keys(kh + j0 * d, dil * d, vh + j0 * dv, dil * dv, bc, m);
     }
-    if (n_excluded) {
-      for (Index cc = 0; cc < bc; ++cc) {
-        if (!w.excluded[cc]) continue;
-        for (Index rr = 0; rr < br; ++rr) s[rr * R + cc] = kNegInfF;
-      }
-    }
-    online_softmax_update(st, s, R, bc, vh + j0 * dv, dil * dv);
   });
 
   if (comp == 0 && has_gcols) {
     // Gathered global columns, in chunks of R: every row sees them (causally).
+    const Index x_first = r + dil * tile.x0;
     const Index x_last = r + dil * (tile.x0 + br - 1);
     Index n = 0;
     auto flush = [&] {
       if (n == 0) return;
-      score_tile(qt, dil * d, br, w.kg.data(), d, n, d, scale, s, R);
-      if (lay.causal) {
-        for (Index rr = 0; rr < br; ++rr) {
-          const Index x = r + dil * (tile.x0 + rr);
-          const Index allowed =
-              std::upper_bound(w.gpos.begin(), w.gpos.begin() + n, x) - w.gpos.begin();
-          std::fill(s + rr * R + allowed, s + rr * R + n, kNegInfF);
-        }
+      TileMask m;
+      PositionsContext gctx{nullptr, x_first, dil, w.gpos.data(), 0};
+      if (lay.causal && w.gpos[n - 1] > x_first) {
+        m.allowed = positions_allow;
+        m.ctx = &gctx;
       }
-      online_softmax_update(st, s, R, n, w.vg.data(), dv);
+      ft.add_keys(w.kg.data(), d, w.vg.data(), dv, n, m);
       n = 0;
     };
     for (Index y : lay.global_cols) {
@@ -772,12 +821,16 @@ void BlockSparseAttention::row_tile(Index comp, const RowTile& tile, Index b, In
     flush();
   }
 
-  online_softmax_finish(st, w.o.data(), dv, lse_h ? w.lse.data() : nullptr);
+  ft.finish(w.o.data(), dv, w.lse.data());
   for (Index rr = 0; rr < br; ++rr) {
     const Index i = tile.first_query + rr * dil;
     if (has_grows && lay.global_row_flag[i + qs]) continue;  // owned by the dense pass
-    std::copy(w.o.data() + rr * dv, w.o.data() + (rr + 1) * dv, oh + i * dv);
-    if (lse_h) lse_h[i] = w.lse[rr];
+    if (comp == 0) {
+      std::copy(w.o.data() + rr * dv, w.o.data() + (rr + 1) * dv, oh + i * dv);
+      if (lse_h) lse_h[i] = w.lse[rr];
+    } else {
+      merge_lse(oh + i * dv, lse_h[i], w.o.data() + rr * dv, w.lse[rr], dv);
+    }
   }
 }
 
@@ -797,34 +850,34 @@ void BlockSparseAttention::global_row_tile(Index h, Index first, Index count, In
   for (Index rr = 0; rr < count; ++rr) {
     std::copy(qh + rows[rr] * d, qh + (rows[rr] + 1) * d, w.qg.data() + rr * d);
   }
-  SoftmaxTile st{w.m.data(), w.l.data(), w.acc.data(), dv, count, dv};
-  st.reset();
+  // Grid positions of the rows, for the causal predicate (key j is at grid position j + ks).
+  Index* row_pos = w.gpos.data();
+  for (Index rr = 0; rr < count; ++rr) row_pos[rr] = rows[rr] + qs;
+  FlashTile& ft = *w.tile;
+  ft.begin(w.qg.data(), d, count, scale);
   const Index key_end =
       p.causal ? std::clamp<Index>(rows[count - 1] + qs - ks + 1, 0, p.n_k) : p.n_k;
-  float* s = w.s.data();
   for (Index j0 = 0; j0 < key_end; j0 += R) {
     const Index bc = std::min(R, key_end - j0);
-    Index n_excluded = 0;
+    TileMask m;
     if (!valid.empty()) {
-      for (Index cc = 0; cc < bc; ++cc) n_excluded += !valid[j0 + cc];
-      if (n_excluded == bc) continue;
-    }
-    score_tile(w.qg.data(), d, count, kh + j0 * d, d, bc, d, scale, s, R);
-    if (p.causal) {
-      for (Index rr = 0; rr < count; ++rr) {
-        const Index allowed = std::clamp<Index>(rows[rr] + qs - ks + 1 - j0, 0, bc);
-        std::fill(s + rr * R + allowed, s + rr * R + bc, kNegInfF);
-      }
-    }
-    if (n_excluded) {
+      Index n_valid = 0;
       for (Index cc = 0; cc < bc; ++cc) {
-        if (valid[j0 + cc]) continue;
-        for (Index rr = 0; rr < count; ++rr) s[rr * R + cc] = kNegInfF;
+        w.valid[cc] = valid[j0 + cc];
+        n_valid += w.valid[cc] != 0;
       }
+      if (n_valid == 0) continue;
+      if (n_valid < bc) m.key_valid = w.valid.data();
     }
-    online_softmax_update(st, s, R, bc, vh + j0 * dv, dv);
+    PositionsContext gctx{row_pos, 0, 0, nullptr, j0 + ks};
+    // Rows are sorted: the tile needs the predicate only if its first row misses a key.
+    if (p.causal && j0 + bc - 1 + ks > row_pos[0]) {
+      m.allowed = positions_allow;
+      m.ctx = &gctx;
+    }
+    ft.add_keys(kh + j0 * d, d, vh + j0 * dv, dv, bc, m);
   }
-  online_softmax_finish(st, w.o.data(), dv);
+  ft.finish(w.o.data(), dv);
   float* oh = out.head_data(b, h);
   for (Index rr = 0; rr < count; ++rr) {
     std::copy(w.o.data() + rr * dv, w.o.data() + (rr + 1) * dv, oh + rows[rr] * dv);
@@ -870,11 +923,16 @@ Json BlockSparseAttention::diagnostics() const {
   Json dil = Json::array();
   for (const auto& c : first.components) dil.push_back(c.dilation);
   Index bitmasks = 0;
-  for (const auto& lay : layouts_) bitmasks += lay->bitmasks();
+  std::vector<const BlockSparseLayout*> distinct;  // heads may share a layout
+  for (const auto& lay : layouts_) {
+    if (std::find(distinct.begin(), distinct.end(), lay.get()) != distinct.end()) continue;
+    distinct.push_back(lay.get());
+    bitmasks += lay->bitmasks();
+  }
   return {
       {"layout_block", first.block},
       {"component_dilations", dil},
-      {"distinct_layouts", layouts_.size()},
+      {"distinct_layouts", distinct.size()},
       {"nnz_blocks", w.nnz_blocks},
       {"computed_scores", w.computed_scores},
       {"pattern_scores", w.pattern_scores},

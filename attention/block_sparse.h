@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "attention/attention.h"
+#include "attention/online_softmax.h"
 #include "attention/registry.h"
 
 namespace attnbench {
@@ -202,9 +203,10 @@ class BlockSparseAttention : public Attention {
     Index residue, block_row, x0, rows, first_query;
   };
   struct Workspace {
-    std::vector<float> s, m, l, acc, o, lse, qg, kg, vg;
+    std::unique_ptr<FlashTile> tile;  // (block) query rows x (run columns) keys
+    std::vector<float> o, lse, qg, kg, vg;
     std::vector<Index> gpos;
-    std::vector<std::uint8_t> excluded;
+    std::vector<std::uint8_t> valid;
   };
 
  private:

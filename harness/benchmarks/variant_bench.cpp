@@ -140,6 +140,7 @@ class CollectingReporter : public benchmark::ConsoleReporter {
   struct Entry {
     double seconds;
     double gflops;
+    double ns_per_score;
   };
   std::map<std::string, Entry> entries;  // by run name (median aggregate when repeated)
 
@@ -152,7 +153,9 @@ class CollectingReporter : public benchmark::ConsoleReporter {
       const std::string name = run.run_name.function_name;
       const double seconds = run.GetAdjustedRealTime() * time_scale(run.time_unit);
       auto it = run.counters.find("GFLOPS");
-      entries[name] = {seconds, it == run.counters.end() ? 0.0 : double(it->second)};
+      auto ns = run.counters.find("ns_per_score");
+      entries[name] = {seconds, it == run.counters.end() ? 0.0 : double(it->second),
+                       ns == run.counters.end() ? 0.0 : double(ns->second)};
     }
     ConsoleReporter::ReportRuns(runs);
   }
@@ -197,8 +200,8 @@ void print_summary(const Options& opt, const std::vector<VariantSpec>& specs,
       if (it == rep.entries.end()) continue;
       xs.push_back(std::log(double(n)));
       ys.push_back(std::log(it->second.seconds));
-      std::printf("    n=%-8lld %12.3f ms %9.1f GFLOP/s", (long long)n, it->second.seconds * 1e3,
-                  it->second.gflops);
+      std::printf("    n=%-8lld %12.3f ms %9.1f GFLOP/s %7.3f ns/score", (long long)n,
+                  it->second.seconds * 1e3, it->second.gflops, it->second.ns_per_score);
       if (gemm_rate > 0) std::printf("  %5.1f%% of SGEMM", 100.0 * it->second.gflops / gemm_rate);
       if (&spec != &specs.front()) {
         auto base = rep.entries.find(bench_name(specs.front(), n));

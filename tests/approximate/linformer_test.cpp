@@ -83,6 +83,23 @@ TEST(LinformerBudget, PoolErrorDoesNotGrowWithK) {
   }
 }
 
+// The default jl projection (E = F with iid N(0, 1/k) entries): K' = E K and V' = E V are k
+// random mixtures of all n keys and values, each row of norm about sqrt(n / k) times a key's, so
+// small k gives few, large, noisy projected keys and values. Each seed draws new Gaussian inputs
+// and a new E (the variant's seed); every k runs on the same (inputs, seed) pairs. The mean
+// relative error over seeds must not grow with k (strictly: no standard-error allowance).
+TEST(LinformerBudget, JlErrorDoesNotGrowWithK) {
+  const Problem p = make_problem(256, 256, 16, 16, 1, 2);
+  const int seeds = 6;
+  double previous = std::numeric_limits<double>::infinity();
+  for (Index k : {16, 64, 256}) {
+    const double err = approx_testing::mean(
+        approx_testing::errors_over_seeds("linformer", {{"k", k}}, p, seeds, /*sigma=*/1.0));
+    EXPECT_LE(err, previous) << "k=" << k;
+    previous = err;
+  }
+}
+
 TEST(LinformerJl, RunsAndDiffersFromExactButIsFinite) {
   const Problem p = make_problem(300, 300, 16, 16, 2, 2, false, true);
   const auto in = testing::make_inputs(p, 3);

@@ -167,6 +167,123 @@ INSTANTIATE_TEST_SUITE_P(
                                true,
                                {{"features", 32}, {"kind", "hyperbolic"}, {"epsilon", 1e-2}}}));
 
+// Largest |w_f| |x'_i| + |x'_i|^2 / 2 over every query and key row of every head and every
+// direction: a bound on |u_if| and on the sum of the absolute terms of the exponent
+// u_if = <w_f, x'_i> - |x'_i|^2 / 2 (x' = scale^1/2 x).
+double exponent_magnitude(const Problem& p, const testing::Inputs& in, const Json& params) {
+  const Index m = params.value("features", 256);
+  const FavorKind kind = parse_favor_kind(params.value("kind", std::string("positive")));
+  const double scale = p.effective_scale();
+  double u = 0;
+  for (Index h = 0; h < p.heads; ++h) {
+    const RowMatrix w = favor_projection_for_head(params.value("seed", 0), h, m, kind, p.d,
+                                                  params.value("orthogonal", true));
+    const double w_norm = std::sqrt(scale) * double(w.rowwise().norm().maxCoeff());
+    for (Index b = 0; b < p.batch; ++b) {
+      for (const Tensor4* t : {&in.q, &in.k}) {
+        const double x_norm = std::sqrt(scale) * double(t->head(b, h).rowwise().norm().maxCoeff());
+        u = std::max(u, w_norm * x_norm + 0.5 * x_norm * x_norm);
+      }
+    }
+  }
+  return u;
+}
+
+// Largest exponent max_f u_if + max_{j,f} u_jf of the unstabilised weights phi_q(i).phi_k(j)
+// over the query rows of head h, minimised over rows: below log(FLT_MIN) some row's unstabilised
+// float weights all underflow.
+double lowest_row_exponent(const Problem& p, const testing::Inputs& in, const Json& params,
+                           Index h) {
+  const Index m = params.value("features", 256);
+  const double scale = p.effective_scale();
+  const RowMatrix ws =
+      float(std::sqrt(scale)) *
+      favor_projection_for_head(params.value("seed", 0), h, m, FavorKind::kPositive, p.d, true);
+  RowMatrix uq(p.n_q, m), uk(p.n_k, m);
+  favor_exponents(in.q.head(0, h), ws, scale, FavorKind::kPositive, uq, nullptr);
+  favor_exponents(in.k.head(0, h), ws, scale, FavorKind::kPositive, uk, nullptr);
+  return double(uq.rowwise().maxCoeff().minCoeff()) + double(uk.maxCoeff());
+}
+
+// Stabiliser invariance where the stabilisers matter numerically: Q, K ~ N(0, sigma^2 I) with
+// d = 16, so |x'|^2 = sigma^2 sqrt(d) (16 at sigma = 2, 256 at sigma = 8) and the unstabilised
+// features exp(u) span tens (sigma = 2) or hundreds (sigma = 8) of orders of magnitude. At
+// epsilon = 0 the query and key constants cancel exactly, so the variant (float, stabilised) must
+// be finite and equal the unstabilised explicit form in double, causal and not, over one key block
+// (n = 128) and across key blocks and causal chunks (n = 300).
+// Tolerance: each exponent is a float dot product of d terms minus a norm, so either computation
+// gets it within (d + 2) eps U (U = exponent_magnitude); the two differ by at most 2 (d + 2) eps U
+// per exponent, so a weight phi_q.phi_k (two exponents) by a relative 4 (d + 2) eps U, plus
+// eps (log2(m n_k) + 4) for the exponentials and the sums over m features and n_k keys; a ratio
+// of positive weighted sums of v moves by at most twice the relative weight change times max |v|.
+// With `control`, epsilon = 1e-2 breaks the cancellation: the variant must then equal the
+// stabilised form within the same tolerance and differ from the unstabilised one by more, so the
+// comparison can fail.
+void expect_stabiliser_invariance(double sigma, bool control) {
+  const Index m = 64;
+  for (Index n : {128, 300}) {
+    for (bool causal : {false, true}) {
+      const Problem p = make_problem(n, n, 16, 8, 1, 2, causal);
+      const auto in = scaled_inputs(p, 17 + n, sigma);
+      const Json params = {{"features", m}, {"seed", 5}};
+      const double max_v = approx_testing::max_abs(in.v);
+      const double rel =
+          4.0 * double(p.d + 2) * testing::kFloatEps * exponent_magnitude(p, in, params) +
+          testing::kFloatEps * (std::log2(double(m * n)) + 4.0);
+      const double tol = 2.0 * rel * max_v;
+      const std::string where = "sigma=" + std::to_string(sigma) + " n=" + std::to_string(n) +
+                                " causal=" + std::to_string(causal) + " tol=" + std::to_string(tol);
+      const Tensor4 out = testing::run_variant("performer", params, p, in);
+      ASSERT_TRUE(testing::all_finite(out)) << where;
+      for (Index h = 0; h < p.heads; ++h) {
+        const RowMatrixD raw = explicit_form(p, in, 0, h, params, /*stabilise=*/false);
+        ASSERT_TRUE(raw.allFinite()) << where;
+        const RowMatrixD diff = (out.head(0, h).cast<double>() - raw).cwiseAbs();
+        Index row = 0;
+        EXPECT_LE(diff.rowwise().maxCoeff().maxCoeff(&row), tol)
+            << where << " h=" << h << " worst row " << row << ": |o| "
+            << out.head(0, h).row(row).norm() << ", unstabilised double form |o| "
+            << raw.row(row).norm();
+      }
+      if (!control) continue;
+      Json with_eps = params;
+      with_eps["epsilon"] = 1e-2;
+      const Tensor4 out_eps = testing::run_variant("performer", with_eps, p, in);
+      ASSERT_TRUE(testing::all_finite(out_eps)) << where;
+      for (Index h = 0; h < p.heads; ++h) {
+        const RowMatrixD o = out_eps.head(0, h).cast<double>();
+        const RowMatrixD stab = explicit_form(p, in, 0, h, with_eps, /*stabilise=*/true);
+        const RowMatrixD raw = explicit_form(p, in, 0, h, with_eps, /*stabilise=*/false);
+        EXPECT_LE((o - stab).cwiseAbs().maxCoeff(), tol) << where << " h=" << h << " epsilon > 0";
+        EXPECT_GT((o - raw).cwiseAbs().maxCoeff(), tol)
+            << where << " h=" << h << " control: epsilon > 0 must not cancel";
+      }
+    }
+  }
+}
+
+TEST(PerformerStabilisers, LeaveTheOutputUnchangedOnLargeNormInputs) {
+  expect_stabiliser_invariance(2.0, /*control=*/true);
+}
+
+// At sigma = 8 every unstabilised product exp(u_q + u_k) of some query row lies below the smallest
+// normal float (asserted): unstabilised float features could not represent that row at all, while
+// the double form still can (every exponent stays far above -700). No epsilon control here: the
+// references' query constant is the largest projection, not the largest exponent, so the
+// stabilised features are still about exp(-|x'|^2 / 2) and any epsilon > 0 swamps both forms.
+TEST(PerformerStabilisers, LeaveTheOutputUnchangedOnVeryLargeNormInputs) {
+  for (Index n : {128, 300}) {
+    const Problem p = make_problem(n, n, 16, 8, 1, 2);
+    const auto in = scaled_inputs(p, 17 + n, 8.0);
+    double lowest = 1e300;
+    for (Index h = 0; h < p.heads; ++h) {
+      lowest = std::min(lowest, lowest_row_exponent(p, in, {{"features", 64}, {"seed", 5}}, h));
+    }
+    ASSERT_LT(lowest, std::log(double(std::numeric_limits<float>::min()))) << "n=" << n;
+  }
+  expect_stabiliser_invariance(8.0, /*control=*/false);
+}
+
 // Small-norm inputs (|q'|^2 about 0.5): the relative error falls like m^-1/2, so the mean error
 // at m and 16 m differ by a factor of about 4. Each seed gives an independent draw of the
 // features and inputs; the ratio's standard error comes from the per-seed spread (delta method),

@@ -37,14 +37,30 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ScatterbrainLimits,
                                            Case{100, 77, 8, 5, 2, true},
                                            Case{61, 300, 32, 8, 3, true}));
 
-// Just short of full support the low-rank part covers a few keys: the output stays close to
-// exact (the low-rank part is an estimate of a small share of the mass) and finite.
-TEST(Scatterbrain, NearlyFullSupportIsNearlyExact) {
+// Just short of full support (w = 380 < 2 n = 400: the first and last rows still reach a few keys
+// through the low-rank part only), with key padding: the output is finite and, on the same inputs
+// and features, its error is below that of a narrow window (w = 16), where the low-rank part
+// carries most of the mass. Each seed draws new small-norm inputs and new features; the paired
+// differences e_16(s) - e_380(s) must have a mean above 3 of their standard errors (one-sided
+// t-test at about the 2% level with 4 degrees of freedom). ScatterbrainBudget checks the width
+// sweep up to half support without padding; this covers the near-full end with padding.
+TEST(Scatterbrain, NearlyFullSupportBeatsANarrowWindow) {
   const Problem p = make_problem(200, 200, 16, 16, 2, 2, false, true);
-  const auto in = approx_testing::scaled_inputs(p, 3, 0.35);
-  const Tensor4 out = testing::run_variant("scatterbrain", {{"width", 380}}, p, in);
-  EXPECT_TRUE(testing::all_finite(out));
-  EXPECT_LE(testing::error_vs_reference(out, p, in).rel_fro, 0.05);
+  const int seeds = 5;
+  std::vector<double> fall;
+  for (int s = 0; s < seeds; ++s) {
+    const auto in = approx_testing::scaled_inputs(p, 3 + s, 0.35);
+    double err[2];
+    for (int wide = 0; wide < 2; ++wide) {
+      const Json params = {{"width", wide ? 380 : 16}, {"seed", s}};
+      const Tensor4 out = testing::run_variant("scatterbrain", params, p, in);
+      ASSERT_TRUE(testing::all_finite(out)) << params.dump();
+      err[wide] = testing::error_vs_reference(out, p, in).rel_fro;
+    }
+    fall.push_back(err[0] - err[1]);
+  }
+  EXPECT_GT(mean(fall), 3.0 * approx_testing::std_error(fall))
+      << "mean fall " << mean(fall) << " from w = 16 to w = 380";
 }
 
 // The variant equals the explicit sparse-plus-low-rank form in double with the same features:

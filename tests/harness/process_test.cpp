@@ -129,8 +129,9 @@ TEST_F(ProcessTest, ListShowsVariantsPresetsAndWorkloadsButNoTestDoubles) {
   for (const auto* p : {"quick", "scaling", "pareto", "lra-efficiency", "reformer-hashes"}) {
     EXPECT_TRUE(presets.count(p)) << p;
   }
-  r = run({"list", "--json"});  // the test program hides its test doubles too
-  for (const auto& v : Json::parse(r.out)["variants"]) {
+  r = run({"list", "--json"});             // the test program hides its test doubles too
+  const Json hidden = Json::parse(r.out);  // a range-for over a temporary's member would dangle
+  for (const auto& v : hidden["variants"]) {
     EXPECT_EQ(v["name"].get<std::string>().rfind("test_", 0), std::string::npos);
   }
   r = run({"list"}, ATTNBENCH_BIN);

@@ -2,12 +2,14 @@
 // a dense double-precision attention over arbitrary per-pair logits, and error checks.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
 #include <numbers>
 #include <string>
 
+#include "attention/random.h"
 #include "tests/testing/test_util.h"
 
 namespace attnbench::testing {
@@ -34,6 +36,37 @@ inline Inputs local_decay_inputs(const Problem& p, double alpha, std::uint64_t s
             const double w = w_min * std::pow(w_max / w_min, frac);
             m(i, 2 * f) = float(amp * std::cos(w * double(i)));
             m(i, 2 * f + 1) = float(amp * std::sin(w * double(i)));
+          }
+        }
+      }
+    }
+  }
+  return in;
+}
+
+// Local-decay inputs as above, but with the F frequencies drawn per (seed, batch entry, head)
+// log-uniformly in [2 pi / (4 n), 2 pi / 4] (sorted) instead of on the geometric grid, so each
+// seed gives different Q and K with the same kind of decay, and each a different V. A random
+// phase shared by q and k would not do: it rotates each (cos, sin) pair of both by the same
+// angle, which leaves every logit, every coarse (mean) logit and hence every output unchanged.
+inline Inputs drawn_local_decay_inputs(const Problem& p, double alpha, std::uint64_t seed) {
+  Inputs in = make_inputs(p, seed);
+  const Index f_count = p.d / 2;
+  const double w_min = 2 * std::numbers::pi / (4.0 * double(p.n_k));
+  const double w_max = 2 * std::numbers::pi / 4.0;
+  const double amp = std::sqrt(alpha * std::sqrt(double(p.d)) / double(f_count));
+  for (Index b = 0; b < p.batch; ++b) {
+    for (Index h = 0; h < p.heads; ++h) {
+      Rng rng(seed, 0x10cd, std::uint64_t(b * p.heads + h));
+      std::vector<double> w(static_cast<std::size_t>(f_count));
+      for (double& x : w) x = w_min * std::pow(w_max / w_min, rng.uniform());
+      std::sort(w.begin(), w.end());
+      for (Tensor4* t : {&in.q, &in.k}) {
+        auto m = t->head(b, h);
+        for (Index i = 0; i < m.rows(); ++i) {
+          for (Index f = 0; f < f_count; ++f) {
+            m(i, 2 * f) = float(amp * std::cos(w[f] * double(i)));
+            m(i, 2 * f + 1) = float(amp * std::sin(w[f] * double(i)));
           }
         }
       }

@@ -193,33 +193,66 @@ TEST(Pooled, CausalRowsIgnoreEveryLaterInput) {
   }
 }
 
-// On local-decay inputs every block size beats uniform attention, b = n/2 is exact, and once b
-// exceeds the decay length of the attention a larger block never makes the mean error over
-// seeds worse. Below that length the error need not fall: a pooled key carries the logit of the
-// block's mean key, i.e. the mean logit, and exp(mean) underestimates the mean of exp by a gap
-// that grows with b while the exact band is still too narrow to hold most of the weight
-// (measured: alpha = 4 gives 0.122, 0.131, 0.130 at b = 8, 16, 32).
+// Exact softmax weights of one head in double (no mask, not causal): P (n_q, n_k).
+RowMatrixD exact_weights(const Inputs& in, const Problem& p, Index b, Index h) {
+  const RowMatrixD q = in.q.head(b, h).cast<double>(), k = in.k.head(b, h).cast<double>();
+  RowMatrixD s = p.effective_scale() * q * k.transpose();
+  for (Index i = 0; i < s.rows(); ++i) {
+    s.row(i).array() = (s.row(i).array() - s.row(i).maxCoeff()).exp();
+    s.row(i) /= s.row(i).sum();
+  }
+  return s;
+}
+
+// On local-decay inputs (3 heads: the same Q and K, 3 draws of V) every block size beats uniform
+// attention and b = n/2 (two blocks) is exact. Small b: a pooled key carries the block's mean
+// logit, and b exp(mean) underestimates the block's sum of exp (Jensen) by a gap that grows with
+// b, while the exact band (the query's block and its neighbours) still misses much of the
+// weight; so the mean error need not fall with b there, and no monotonicity is claimed. Past the
+// decay length D of the attention, the mean attended distance sum_j P_ij |i - j| averaged over
+// rows (the measure of alpha's sharpness in variants.md §8.3, computed here from the exact
+// weights, not from a run of the variant), the band holds most of the weight and a larger block
+// must not make the mean error worse: checked for every step b -> 2b with b >= D.
 TEST(Pooled, ErrorDoesNotGrowWithTheBlockPastTheDecayLength) {
+  const std::vector<Index> blocks = {8, 16, 32, 64, 128, 256, 512};
   for (double alpha : {4.0, 8.0}) {
     const Problem p = make_problem(1024, 1024, 64, 64, 1, 3);
+    const Index n = p.n_q;
     const Inputs in = testing::local_decay_inputs(p, alpha, 63);
     const auto ref =
-        reference_attention(in.q, in.k, in.v, in.mask, p, ReferenceKind::kSoftmax, all_rows(p.n_q));
-    double previous = std::numeric_limits<double>::infinity();
-    for (Index block : {8, 16, 32, 64, 128, 256, 512}) {
+        reference_attention(in.q, in.k, in.v, in.mask, p, ReferenceKind::kSoftmax, all_rows(n));
+    double decay_length = 0;
+    for (Index h = 0; h < p.heads; ++h) {
+      const RowMatrixD weights = exact_weights(in, p, 0, h);
+      for (Index i = 0; i < n; ++i) {
+        for (Index j = 0; j < n; ++j) {
+          decay_length += weights(i, j) * double(std::abs(i - j)) / double(n * p.heads);
+        }
+      }
+    }
+    RecordProperty("alpha" + std::to_string(int(alpha)) + "_decay_length",
+                   std::to_string(decay_length));
+    std::vector<double> error;
+    for (Index block : blocks) {
       const Tensor4 out = run_variant("pooled", {{"block", block}}, p, in);
       const ErrorMetrics m = compute_error(out, in.v, ref);
+      error.push_back(m.rel_fro_mean);
       RecordProperty("alpha" + std::to_string(int(alpha)) + "_b" + std::to_string(block),
                      std::to_string(m.rel_fro_mean));
       EXPECT_LT(m.rel_uniform, 1.0) << "alpha=" << alpha << " b=" << block;
-      if (block >= 32) {
-        EXPECT_LE(m.rel_fro_mean, previous) << "alpha=" << alpha << " b=" << block;
+      if (block == n / 2) {
+        EXPECT_LE(m.max_abs, exact_tolerance(p, in)) << "two blocks are exact";
       }
-      if (block == 512) {
-        EXPECT_LE(m.rel_fro_mean, 1e-5) << "two blocks are exact";
-      }
-      previous = m.rel_fro_mean;
     }
+    Index checked = 0;
+    for (std::size_t r = 0; r + 1 < blocks.size(); ++r) {
+      if (double(blocks[r]) < decay_length) continue;
+      ++checked;
+      EXPECT_LE(error[r + 1], error[r])
+          << "alpha=" << alpha << " b=" << blocks[r + 1] << " decay length " << decay_length;
+    }
+    EXPECT_GE(checked, 1) << "alpha=" << alpha << ": no block past the decay length "
+                          << decay_length;
   }
 }
 

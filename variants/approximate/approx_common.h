@@ -57,6 +57,7 @@ Index masked_segment_mean(const float* x, Index cols, Index r0, Index r1,
 // Row-wise softmax of s (rows, cols), in place, with -inf entries excluded; a row with no finite
 // entry becomes all zeros (never NaN). Returns nothing; exp is Eigen's vectorised one.
 inline void softmax_rows(StridedMap s) {
+  if (s.cols() == 0) return;  // no keys: nothing to normalise (and no maximum to take)
   for (Index r = 0; r < s.rows(); ++r) {
     auto row = s.row(r).array();
     const float mx = row.maxCoeff();

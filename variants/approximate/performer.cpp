@@ -16,6 +16,9 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <optional>
 #include <vector>
 
@@ -33,6 +36,11 @@ constexpr Index kKeySpan = 1024;    // keys per partial sum (non-causal)
 constexpr Index kMaxSpans = 64;     // partial sums per head
 constexpr Index kBlock = 256;       // rows per feature block: (block, m) stays in L2
 constexpr Index kCausalChunk = 64;  // quadratic block of the chunked causal form
+// A causal row whose denominator, relative to its chunk's reference exponent, falls below this
+// is recomputed in double with its own reference (see rescue_row). Float terms that underflow
+// are each below FLT_MIN (1.2e-38), so above the threshold the mass they can drop is below
+// (terms) x 1.2e-38 / 2^-60, about 1e-20 per term, relative.
+constexpr float kRescueDen = 0x1p-60f;
 
 // Sums over a set of keys, with features taken relative to the reference exponent `ref`:
 // kv = sum_j exp(u_j - ref) v_j^T, z = sum_j exp(u_j - ref), plus what the epsilon terms need.
@@ -75,6 +83,8 @@ struct PerformerWorkspace {
   Eigen::VectorXf gamma;              // (block) per-row key factors (causal, epsilon > 0)
   std::vector<float> proj_q, proj_k;  // (block) largest projection per row
   KeySums state;                      // causal prefix state
+  RowMatrix rescue_q, rescue_k;       // (1, m), (block, m): exponents for rescue_row
+  Eigen::VectorXd rescue_acc;         // (d_v)
 };
 
 class Performer final : public Attention {
@@ -118,10 +128,18 @@ class Performer final : public Attention {
       w.gamma.resize(kBlock);
       w.proj_q.resize(kBlock);
       w.proj_k.resize(kBlock);
-      if (p.causal) w.state.reset(m_, p.d_v);
+      if (p.causal) {
+        w.state.reset(m_, p.d_v);
+        w.rescue_q.resize(1, m_);
+        w.rescue_k.resize(kBlock, m_);
+        w.rescue_acc.resize(p.d_v);
+      }
       return w;
     });
   }
+
+  // Causal: rows of the last forward recomputed with their own reference (rescue_row).
+  Json diagnostics() const override { return {{"causal_rows_rescued", rows_rescued_.load()}}; }
 
  protected:
   void compute(const Tensor4& q, const Tensor4& k, const Tensor4& v, Tensor4& out,
@@ -298,6 +316,7 @@ class Performer final : public Attention {
   void compute_causal(const Tensor4& q, const Tensor4& k, const Tensor4& v, Tensor4& out,
                       const KeyMask& mask) {
     const Problem& p = problem();
+    rows_rescued_ = 0;
     tbb::parallel_for(tbb::blocked_range<Index>(0, p.batch * p.heads, 1), [&](const auto& r) {
       PerformerWorkspace& w = workspaces_->local();
       for (Index bh = r.begin(); bh < r.end(); ++bh) {
@@ -348,7 +367,7 @@ class Performer final : public Attention {
       if (state.ref == -std::numeric_limits<double>::infinity()) {
         o.setZero();  // no valid key visible to any row of the chunk
       } else {
-        causal_chunk(q, v, valid, h, i0, rows, dk0, nd, o, w);
+        causal_chunk(q, k, v, valid, h, i0, rows, dk0, nd, o, w);
       }
       if (nd > 0) {
         absorb(state, v + dk0 * dv, valid, dk0, nd, w);
@@ -357,9 +376,9 @@ class Performer final : public Attention {
     }
   }
 
-  void causal_chunk(const float* q, const float* v, std::span<const std::uint8_t> valid, Index h,
-                    Index i0, Index rows, Index dk0, Index nd, MatMap o,
-                    PerformerWorkspace& w) const {
+  void causal_chunk(const float* q, const float* k, const float* v,
+                    std::span<const std::uint8_t> valid, Index h, Index i0, Index rows, Index dk0,
+                    Index nd, MatMap o, PerformerWorkspace& w) const {
     const Problem& p = problem();
     const Index off = p.n_k - p.n_q;
     const KeySums& state = w.state;
@@ -410,7 +429,64 @@ class Performer final : public Attention {
       o.noalias() += pm * ConstMatMap(v + dk0 * p.d_v, nd, p.d_v);
       den += pm.rowwise().sum();
     }
+    // With epsilon = 0 a row's terms can all but vanish against the chunk's reference (a later
+    // key of the chunk has far larger exponents than any key the row may see): such rows are
+    // recomputed with their own reference. (With epsilon > 0 the epsilon terms bound the
+    // denominator from below.)
+    Index rescued = 0;
+    if (epsilon_ == 0.0) {
+      for (Index i = 0; i < rows; ++i) {
+        if (den(i) >= kRescueDen) continue;
+        den(i) = 1.0f;  // normalise_rows leaves the row alone; rescue_row rewrites it
+        rescue_row(q, k, v, valid, h, i0 + i, o.row(i).data(), w);
+        ++rescued;
+      }
+    }
+    if (rescued) rows_rescued_ += rescued;
     normalise_rows(o, den);
+  }
+
+  // One causal row in double with its own reference: o_i = sum_j w_ij v_j / sum_j w_ij with
+  // w_ij = sum_f exp(u_if + u_jf - M_i) over the valid keys it may see, M_i the largest
+  // exponent of the row (the estimate of the references, without their cancelling constants).
+  // O(i m d): only for the rare rows the chunked form cannot represent in float.
+  void rescue_row(const float* q, const float* k, const float* v,
+                  std::span<const std::uint8_t> valid, Index h, Index i, float* out_row,
+                  PerformerWorkspace& w) const {
+    const Problem& p = problem();
+    const Index d = p.d, dv = p.d_v;
+    const Index key_end = std::clamp<Index>(i + p.n_k - p.n_q + 1, 0, p.n_k);
+    favor_exponents(ConstMatMap(q + i * d, 1, d), w_[h], p.effective_scale(), kind_, w.rescue_q,
+                    nullptr);
+    double mx = -std::numeric_limits<double>::infinity(), den = 0.0;
+    Eigen::VectorXd& acc = w.rescue_acc;
+    acc.setZero();
+    for (Index j0 = 0; j0 < key_end; j0 += kBlock) {
+      const Index rows = std::min(kBlock, key_end - j0);
+      auto u = w.rescue_k.topRows(rows);
+      favor_exponents(ConstMatMap(k + j0 * d, rows, d), w_[h], p.effective_scale(), kind_, u,
+                      nullptr);
+      for (Index j = 0; j < rows; ++j) {
+        if (!valid.empty() && !valid[j0 + j]) continue;
+        double row_max = -std::numeric_limits<double>::infinity();
+        for (Index f = 0; f < m_; ++f) {
+          row_max = std::max(row_max, double(w.rescue_q(0, f)) + double(u(j, f)));
+        }
+        if (row_max > mx) {
+          const double s = den > 0.0 ? std::exp(mx - row_max) : 0.0;
+          acc *= s;
+          den *= s;
+          mx = row_max;
+        }
+        double weight = 0.0;
+        for (Index f = 0; f < m_; ++f) {
+          weight += std::exp(double(w.rescue_q(0, f)) + double(u(j, f)) - mx);
+        }
+        den += weight;
+        for (Index c = 0; c < dv; ++c) acc(c) += weight * double(v[(j0 + j) * dv + c]);
+      }
+    }
+    for (Index c = 0; c < dv; ++c) out_row[c] = den > 0.0 ? float(acc(c) / den) : 0.0f;
   }
 
   template <typename Den>
@@ -429,11 +505,12 @@ class Performer final : public Attention {
   FavorKind kind_;
   double epsilon_;
   Partition spans_;
-  std::vector<RowMatrix> w_;         // per head: scale^1/2 W (directions, d)
-  std::vector<KeySums> partials_;    // (heads x batch, spans) non-causal partial sums
-  std::vector<KeySums> merged_;      // per (b, h): the partials merged
-  Eigen::VectorXf kv_, z_;           // per (b, h): KV_eff (m, d_v), z_eff (m)
-  std::vector<std::uint8_t> empty_;  // per (b, h): no valid key
+  std::vector<RowMatrix> w_;                    // per head: scale^1/2 W (directions, d)
+  std::vector<KeySums> partials_;               // (heads x batch, spans) non-causal partial sums
+  std::vector<KeySums> merged_;                 // per (b, h): the partials merged
+  Eigen::VectorXf kv_, z_;                      // per (b, h): KV_eff (m, d_v), z_eff (m)
+  std::vector<std::uint8_t> empty_;             // per (b, h): no valid key
+  mutable std::atomic<Index> rows_rescued_{0};  // causal rows recomputed by rescue_row
   std::optional<WorkspacePool<PerformerWorkspace>> workspaces_;  // built in the constructor body
 };
 

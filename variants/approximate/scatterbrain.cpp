@@ -252,7 +252,9 @@ class Scatterbrain final : public Attention {
       const double alpha = double(w.qmax(i)) + key_ref - log_m;
       const double lr_total = double(lr_den(i));
       const double lr_log = lr_total > 0 ? alpha + std::log(lr_total) : kMinusInf;
-      const double ref = std::max(double(s.row(i).maxCoeff()), lr_log);
+      // The window may hold no key at all (n_q != n_k: rows whose window falls outside the keys).
+      const double window_max = nu > 0 ? double(s.row(i).maxCoeff()) : kMinusInf;
+      const double ref = std::max(window_max, lr_log);
       if (ref == kMinusInf) {  // no valid key anywhere
         s.row(i).setZero();
         a.row(i).setZero();
