@@ -14,9 +14,12 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#include <algorithm>
+#include <memory>
 #include <optional>
 #include <vector>
 
+#include "attention/online_softmax.h"
 #include "attention/random.h"
 #include "attention/registry.h"
 #include "variants/approximate/approx_common.h"
@@ -42,11 +45,18 @@ Projection parse_projection(const std::string& s) {
   return Projection::kIdentity;
 }
 
+// jl and identity attend over the projected keys with the fused tile kernel of `flash`
+// (FlashTile), in flash's default tiles; pool adds a finite per-key bias, which the tile kernel
+// does not take, and keeps the Eigen path.
+constexpr Index kTileRows = 96;
+constexpr Index kTileKeys = 96;
+
 Index query_block_rows(Index k) { return std::clamp<Index>(kScoreBudget / k, 1, kMaxRows); }
 
 struct LinformerWorkspace {
-  RowMatrix s;        // (rows, k) scores
-  RowMatrix kv_rows;  // (span, d + d_v) padded keys and values with masked rows zeroed
+  RowMatrix s;                      // (rows, k) scores (pool)
+  RowMatrix kv_rows;                // (span, d + d_v) padded keys and values, masked rows zeroed
+  std::unique_ptr<FlashTile> tile;  // (kTileRows, min(k, kTileKeys)) (jl, identity)
 };
 
 class Linformer final : public Attention {
@@ -74,6 +84,7 @@ class Linformer final : public Attention {
       kv_proj_.setZero(bh * k_ * width);
     }
     bias_.setZero(bh * k_);
+    if (projection_ == Projection::kIdentity && p.key_padding) valid_.assign(bh * k_, 1);
     if (projection_ == Projection::kJl) {
       const auto seed = std::uint64_t(params.get_int("seed"));
       const double sd = 1.0 / std::sqrt(double(k_));
@@ -88,7 +99,11 @@ class Linformer final : public Attention {
     const Index rows = query_block_rows(k_);
     workspaces_.emplace([&] {
       LinformerWorkspace w;
-      w.s.resize(rows, k_);
+      if (projection_ == Projection::kPool) {
+        w.s.resize(rows, k_);
+      } else {
+        w.tile = std::make_unique<FlashTile>(kTileRows, std::min(k_, kTileKeys), p.d, p.d_v);
+      }
       if (projection_ == Projection::kJl && p.key_padding) {
         w.kv_rows.resize(std::min(p.n_k, (p.n_k + spans_.parts - 1) / spans_.parts + 1), width);
       }
@@ -111,11 +126,13 @@ class Linformer final : public Attention {
       for (Index bh = 0; bh < bh_count; ++bh) {
         const auto valid = mask.row(bh / p.heads);
         for (Index j = 0; j < p.n_k; ++j) {
-          bias_[bh * k_ + j] = valid.empty() || valid[j] ? 0.0f : kNegInf;
+          const bool ok = valid.empty() || valid[j];
+          bias_[bh * k_ + j] = ok ? 0.0f : kNegInf;
+          if (!valid_.empty()) valid_[bh * k_ + j] = ok;
         }
       }
     }
-    const Index rows = query_block_rows(k_);
+    const Index rows = projection_ == Projection::kPool ? query_block_rows(k_) : kTileRows;
     const Index q_blocks = (p.n_q + rows - 1) / rows;
     tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count * q_blocks, 1), [&](const auto& r) {
       LinformerWorkspace& w = workspaces_->local();
@@ -129,6 +146,11 @@ class Linformer final : public Attention {
   }
 
  private:
+  // Identity with key padding: the valid flags of (b, h)'s keys; otherwise null.
+  const std::uint8_t* valid_for(Index bh) const {
+    return valid_.empty() ? nullptr : valid_.data() + bh * k_;
+  }
+
   // Rows [i0, i0 + n) of one head: softmax(scale q K'^T + bias) V'.
   void attend(const float* q, Index n, Index bh, const float* k, const float* v, float* out,
               LinformerWorkspace& w) const {
@@ -138,6 +160,21 @@ class Linformer final : public Attention {
     const float* kp = identity ? k : kv_proj_.data() + bh * k_ * width;
     const float* vp = identity ? v : kp + p.d;
     const Index ldk = identity ? p.d : width, ldv = identity ? p.d_v : width;
+    if (w.tile) {
+      // Identity: padded keys are excluded by the key mask (the bias is 0 or -inf); jl projects
+      // zeroed padded rows and has no bias.
+      const std::uint8_t* valid = identity ? valid_for(bh) : nullptr;
+      FlashTile& ft = *w.tile;
+      const Index bk = std::min(k_, kTileKeys);
+      ft.begin(q, p.d, n, float(p.effective_scale()));
+      for (Index j0 = 0; j0 < k_; j0 += bk) {
+        TileMask m;
+        if (valid) m.key_valid = valid + j0;
+        ft.add_keys(kp + j0 * ldk, ldk, vp + j0 * ldv, ldv, std::min(bk, k_ - j0), m);
+      }
+      ft.finish(out, p.d_v);
+      return;
+    }
     StridedMap s(w.s.data(), n, k_, approx::Stride(k_));
     s.noalias() =
         ConstMatMap(q, n, p.d) * ConstStridedMap(kp, k_, p.d, approx::Stride(ldk)).transpose();
@@ -209,10 +246,11 @@ class Linformer final : public Attention {
   Projection projection_;
   Index k_;
   Partition spans_;
-  std::vector<RowMatrix> e_;  // per head: E (k, n_k), jl only
-  Eigen::VectorXf kv_proj_;   // per (b, h): [K' V'] (k, d + d_v)
-  Eigen::VectorXf partials_;  // per (b, h, span): partial [K' V'] (jl)
-  Eigen::VectorXf bias_;      // per (b, h): (k) logit offsets of the projected keys
+  std::vector<RowMatrix> e_;         // per head: E (k, n_k), jl only
+  Eigen::VectorXf kv_proj_;          // per (b, h): [K' V'] (k, d + d_v)
+  Eigen::VectorXf partials_;         // per (b, h, span): partial [K' V'] (jl)
+  std::vector<std::uint8_t> valid_;  // identity with key padding: (b, h, n_k) key flags
+  Eigen::VectorXf bias_;             // per (b, h): (k) logit offsets of the projected keys
   std::optional<WorkspacePool<LinformerWorkspace>> workspaces_;  // built in the constructor body
 };
 
@@ -246,7 +284,14 @@ ATTNBENCH_REGISTER_VARIANT(linformer) {
     const double nq = double(p.n_q), nk = double(p.n_k);
     // Scores, about 4 flops per softmax entry, and the weighted sum of V'.
     double flops = bh * (2.0 * nq * k * width + 4.0 * nq * k);
-    double bytes = double(threads) * double(query_block_rows(Index(k))) * k * 4.0 + bh * k * 4.0;
+    double bytes = bh * k * 4.0;
+    if (proj == "pool") {
+      bytes += double(threads) * double(query_block_rows(Index(k))) * k * 4.0;
+    } else {
+      bytes += double(threads) * double(FlashTile::workspace_bytes(
+                                     kTileRows, std::min<Index>(Index(k), kTileKeys), p.d, p.d_v));
+      if (proj == "identity" && p.key_padding) bytes += bh * k;
+    }
     if (proj == "jl") {
       const double parts = double(approx::make_partition(p.n_k, kKeySpan, kMaxSpans).parts);
       flops += bh * 2.0 * k * nk * width;

@@ -14,9 +14,12 @@
 #include <tbb/parallel_for.h>
 
 #include <Eigen/SVD>
+#include <algorithm>
+#include <memory>
 #include <optional>
 #include <vector>
 
+#include "attention/online_softmax.h"
 #include "attention/registry.h"
 #include "variants/approximate/approx_common.h"
 
@@ -33,7 +36,11 @@ enum class PinvInit { kOriginal, kExactNorm, kLucidrains };
 constexpr Index kKeySpan = 2048;  // keys per partial B V (online softmax state)
 constexpr Index kMaxSpans = 32;
 constexpr Index kKeyBlock = 256;  // keys per score tile
-constexpr Index kRowBlock = 128;  // query rows per block of F
+constexpr Index kRowBlock = 128;  // rows of the score workspace
+// out = F W = softmax(scale Q K~^T + bias) W is attention over the m landmark keys with values W:
+// it runs on the fused tile kernel of `flash` (FlashTile), in flash's default tiles.
+constexpr Index kTileRows = 96;
+constexpr Index kTileKeys = 96;
 
 // Online softmax state of the m landmark rows over a span of keys.
 struct RowState {
@@ -42,8 +49,9 @@ struct RowState {
 };
 
 struct NystromWorkspace {
-  RowMatrix s;          // (max(m, kRowBlock), max(kKeyBlock, m)) scores
-  RowMatrix x, t1, t2;  // (m, m) pseudo-inverse iteration
+  RowMatrix s;                      // (max(m, kRowBlock), max(kKeyBlock, m)) scores
+  RowMatrix x, t1, t2;              // (m, m) pseudo-inverse iteration
+  std::unique_ptr<FlashTile> tile;  // (kTileRows, min(m, kTileKeys)): out = F W
 };
 
 class Nystrom final : public Attention {
@@ -68,6 +76,7 @@ class Nystrom final : public Attention {
     q_land_.setZero(bh * m * p.d);
     k_land_.setZero(bh * m * p.d);
     bias_.setZero(bh * m);
+    land_valid_.assign(bh * m, 1);
     a_.setZero(bh * m * m);
     z_.setZero(bh * m * m);
     w_.setZero(bh * m * p.d_v);
@@ -81,6 +90,7 @@ class Nystrom final : public Attention {
     workspaces_.emplace([&] {
       NystromWorkspace w;
       w.s.resize(std::max(m, kRowBlock), std::max(kKeyBlock, m));
+      w.tile = std::make_unique<FlashTile>(kTileRows, std::min(m, kTileKeys), p.d, p.d_v);
       if (!svd_) {
         w.x.resize(m, m);
         w.t1.resize(m, m);
@@ -126,19 +136,27 @@ class Nystrom final : public Attention {
       NystromWorkspace& w = workspaces_->local();
       for (Index bh = r.begin(); bh < r.end(); ++bh) middle(bh, w);
     });
-    const Index q_blocks = (p.n_q + kRowBlock - 1) / kRowBlock;
+    const Index q_blocks = (p.n_q + kTileRows - 1) / kTileRows;
+    const Index bk = std::min(m_, kTileKeys);
     tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count * q_blocks, 1), [&](const auto& r) {
       NystromWorkspace& w = workspaces_->local();
       for (Index task = r.begin(); task < r.end(); ++task) {
         const Index bh = task / q_blocks, b = bh / p.heads, h = bh % p.heads;
-        const Index i0 = (task % q_blocks) * kRowBlock, rows = std::min(kRowBlock, p.n_q - i0);
-        // F = softmax(scale Q K~^T + bias) (rows, m); out = F W.
-        StridedMap f(w.s.data(), rows, m_, approx::Stride(w.s.cols()));
-        scores(q.head_data(b, h) + i0 * p.d, rows, k_land_.data() + bh * m_ * p.d, m_, f);
-        f.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias_.data() + bh * m_, m_);
-        approx::softmax_rows(f);
-        MatMap(out.head_data(b, h) + i0 * p.d_v, rows, p.d_v).noalias() =
-            f * ConstMatMap(w_.data() + bh * m_ * p.d_v, m_, p.d_v);
+        const Index i0 = (task % q_blocks) * kTileRows, rows = std::min(kTileRows, p.n_q - i0);
+        // out = softmax(scale Q K~^T + bias) W: landmarks whose segment is all padding (bias
+        // -inf) are excluded through the key mask.
+        FlashTile& ft = *w.tile;
+        ft.begin(q.head_data(b, h) + i0 * p.d, p.d, rows, float(p.effective_scale()));
+        const float* kl = k_land_.data() + bh * m_ * p.d;
+        const float* wl = w_.data() + bh * m_ * p.d_v;
+        const std::uint8_t* valid = land_valid_.data() + bh * m_;
+        for (Index j0 = 0; j0 < m_; j0 += bk) {
+          const Index n = std::min(bk, m_ - j0);
+          TileMask tm;
+          if (std::find(valid + j0, valid + j0 + n, 0) != valid + j0 + n) tm.key_valid = valid + j0;
+          ft.add_keys(kl + j0 * p.d, p.d, wl + j0 * p.d_v, p.d_v, n, tm);
+        }
+        ft.finish(out.head_data(b, h) + i0 * p.d_v, p.d_v);
       }
     });
   }
@@ -165,6 +183,7 @@ class Nystrom final : public Attention {
           k.head_data(b, h), d, approx::segment_begin(r, p.n_k, m_),
           approx::segment_begin(r + 1, p.n_k, m_), mask.row(b), kl.row(r));
       bias(r) = count > 0 ? 0.0f : kNegInf;
+      land_valid_[bh * m_ + r] = count > 0;
     }
     StridedMap a(a_.data() + bh * m_ * m_, m_, m_, approx::Stride(m_));
     scores(ql.data(), m_, kl.data(), m_, a);
@@ -293,10 +312,11 @@ class Nystrom final : public Attention {
   Index iters_;
   PinvInit init_ = PinvInit::kOriginal;
   Partition spans_;
-  Eigen::VectorXf q_land_, k_land_;  // per (b, h): Q~, K~ (m, d)
-  Eigen::VectorXf bias_;             // per (b, h): 0, or -inf for a dropped key landmark
-  Eigen::VectorXf a_, z_;            // per (b, h): A and Z (m, m)
-  Eigen::VectorXf w_;                // per (b, h): W = Z B V (m, d_v)
+  Eigen::VectorXf q_land_, k_land_;       // per (b, h): Q~, K~ (m, d)
+  Eigen::VectorXf bias_;                  // per (b, h): 0, or -inf for a dropped key landmark
+  std::vector<std::uint8_t> land_valid_;  // per (b, h): 1, or 0 for a dropped key landmark
+  Eigen::VectorXf a_, z_;                 // per (b, h): A and Z (m, m)
+  Eigen::VectorXf w_;                     // per (b, h): W = Z B V (m, d_v)
   std::vector<double> init_scale_;
   std::vector<RowState> partials_;                             // per (b, h, span)
   std::optional<WorkspacePool<NystromWorkspace>> workspaces_;  // built in the constructor body
@@ -340,10 +360,12 @@ ATTNBENCH_REGISTER_VARIANT(nystrom) {
               4.0 * m * nk + pinv + 2.0 * m * m * dv + 2.0 * nq * m * (d + dv) + 4.0 * nq * m);
     const double parts = double(approx::make_partition(p.n_k, kKeySpan, kMaxSpans).parts);
     double bytes = bh * 4.0 * (2.0 * m * d + m + 2.0 * m * m + m * dv) +
-                   bh * parts * 4.0 * m * (dv + 2) +
+                   bh * parts * 4.0 * m * (dv + 2) + bh * m +
                    double(threads) * 4.0 *
                        (std::max(m, double(kRowBlock)) * std::max(double(kKeyBlock), m) +
-                        (svd ? 0.0 : 3.0 * m * m));
+                        (svd ? 0.0 : 3.0 * m * m)) +
+                   double(threads) * double(FlashTile::workspace_bytes(
+                                         kTileRows, std::min(Index(m), kTileKeys), p.d, p.d_v));
     if (svd) bytes += double(threads) * 8.0 * 6.0 * m * m;  // the SVD's factors in double
     return Cost{flops, bytes};
   };
