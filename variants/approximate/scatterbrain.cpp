@@ -15,6 +15,7 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#include <cstring>
 #include <optional>
 #include <vector>
 
@@ -32,7 +33,13 @@ using approx::StridedMap;
 
 constexpr Index kKeySpan = 1024;  // keys per partial low-rank sum
 constexpr Index kMaxSpans = 64;
-constexpr Index kBlock = 64;  // query rows per block (and key rows per feature block)
+constexpr Index kBlock = 64;  // key rows per feature block of the low-rank sums
+// Query rows per block: the window union of a block is kQueryBlock + w - 1 keys, so smaller
+// blocks waste fewer window entries; the key features of the union are cached and slide with
+// the blocks of one task (kBlocksPerTask consecutive blocks of one head), so each key's features
+// are computed about once.
+constexpr Index kQueryBlock = 32;
+constexpr Index kBlocksPerTask = 16;
 constexpr double kMinusInf = -std::numeric_limits<double>::infinity();
 
 struct SpanSums {
@@ -42,12 +49,14 @@ struct SpanSums {
 };
 
 struct ScatterWorkspace {
-  RowMatrix uq;                  // (block, m) query features
-  RowMatrix uk;                  // (block + w, m) key features of the block's window union
-  RowMatrix s, l;                // (block, block + w) window logits, low-rank window weights
-  RowMatrix kv_tmp;              // (m, d_v)
-  Eigen::RowVectorXf z_tmp;      // (m)
-  Eigen::VectorXf qmax, lr_den;  // (block)
+  RowMatrix uq;                    // (query block, m) query features
+  RowMatrix uk;                    // (block, m) key features (low-rank sums)
+  RowMatrix ukw;                   // (union + query block, m) key features of the window union
+  Index feat_lo = 0, feat_hi = 0;  // keys whose features ukw holds (top rows), this task
+  RowMatrix s, l;                  // (query block, union) window logits, low-rank window weights
+  RowMatrix kv_tmp;                // (m, d_v)
+  Eigen::RowVectorXf z_tmp;        // (m)
+  Eigen::VectorXf qmax, lr_den;    // (block)
 };
 
 class Scatterbrain final : public Attention {
@@ -76,17 +85,18 @@ class Scatterbrain final : public Attention {
     kv_.setZero(bh * m_ * p.d_v);
     z_.setZero(bh * m_);
     ref_.assign(bh, kMinusInf);
-    const Index union_rows = std::min(p.n_k, kBlock + w_);
+    const Index union_rows = std::min(p.n_k, kQueryBlock + w_);
     workspaces_.emplace([&] {
       ScatterWorkspace w;
-      w.uq.resize(kBlock, m_);
-      w.uk.resize(std::max(union_rows, kBlock), m_);
-      w.s.resize(kBlock, union_rows);
-      w.l.resize(kBlock, union_rows);
+      w.uq.resize(kQueryBlock, m_);
+      w.uk.resize(kBlock, m_);
+      w.ukw.resize(union_rows + kQueryBlock, m_);
+      w.s.resize(kQueryBlock, union_rows);
+      w.l.resize(kQueryBlock, union_rows);
       w.kv_tmp.resize(m_, p.d_v);
       w.z_tmp.resize(m_);
-      w.qmax.resize(kBlock);
-      w.lr_den.resize(kBlock);
+      w.qmax.resize(kQueryBlock);
+      w.lr_den.resize(kQueryBlock);
       return w;
     });
   }
@@ -105,12 +115,16 @@ class Scatterbrain final : public Attention {
         for (Index bh = r.begin(); bh < r.end(); ++bh) merge(bh);
       });
     }
-    const Index q_blocks = (p.n_q + kBlock - 1) / kBlock;
-    tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count * q_blocks, 1), [&](const auto& r) {
+    const Index q_blocks = (p.n_q + kQueryBlock - 1) / kQueryBlock;
+    const Index q_tasks = (q_blocks + kBlocksPerTask - 1) / kBlocksPerTask;
+    tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count * q_tasks, 1), [&](const auto& r) {
       ScatterWorkspace& w = workspaces_->local();
       for (Index task = r.begin(); task < r.end(); ++task) {
-        const Index bh = task / q_blocks;
-        query_block(q, k, v, mask, bh, (task % q_blocks) * kBlock, out, w);
+        const Index bh = task / q_tasks, t0 = (task % q_tasks) * kBlocksPerTask;
+        w.feat_lo = w.feat_hi = 0;  // the feature cache holds nothing of this task yet
+        for (Index t = t0; t < std::min(t0 + kBlocksPerTask, q_blocks); ++t) {
+          query_block(q, k, v, mask, bh, t * kQueryBlock, out, w);
+        }
       }
     });
   }
@@ -197,11 +211,41 @@ class Scatterbrain final : public Attention {
     z = zacc.cast<float>();
   }
 
+  // Features exp(u - key_ref) of keys [lo, hi) into the top rows of w.ukw (padded keys 0). The
+  // previous block's union of the same task overlaps this one: its rows are moved up and only
+  // the new keys are computed. key_ref is fixed per head, so cached rows stay valid.
+  void window_features(const float* k, std::span<const std::uint8_t> valid, Index h, Index lo,
+                       Index hi, double key_ref, ScatterWorkspace& w) const {
+    const Problem& p = problem();
+    Index from = lo;
+    if (w.feat_hi > w.feat_lo && lo >= w.feat_lo && lo < w.feat_hi && hi >= w.feat_hi) {
+      const Index keep = w.feat_hi - lo;
+      if (lo > w.feat_lo) {
+        float* base = w.ukw.data();
+        std::memmove(base, base + (lo - w.feat_lo) * m_, sizeof(float) * keep * m_);
+      }
+      from = w.feat_hi;
+    }
+    if (hi > from) {
+      auto u = w.ukw.middleRows(from - lo, hi - from);
+      favor_exponents(ConstMatMap(k + from * p.d, hi - from, p.d), dirs_[h], p.effective_scale(),
+                      FavorKind::kPositive, u, nullptr);
+      u.array() = (u.array() - float(key_ref)).exp();
+      if (!valid.empty()) {
+        for (Index j = from; j < hi; ++j) {
+          if (!valid[j]) u.row(j - from).setZero();
+        }
+      }
+    }
+    w.feat_lo = lo;
+    w.feat_hi = hi;
+  }
+
   void query_block(const Tensor4& q, const Tensor4& k, const Tensor4& v, const KeyMask& mask,
                    Index bh, Index i0, Tensor4& out, ScatterWorkspace& w) const {
     const Problem& p = problem();
     const Index b = bh / p.heads, h = bh % p.heads, d = p.d, dv = p.d_v;
-    const Index rows = std::min(kBlock, p.n_q - i0), half = w_ / 2, off = p.n_k - p.n_q;
+    const Index rows = std::min(kQueryBlock, p.n_q - i0), half = w_ / 2, off = p.n_k - p.n_q;
     const auto valid = mask.row(b);
     // Union of the rows' windows.
     const Index lo = std::clamp<Index>(i0 + off - half, 0, p.n_k);
@@ -240,9 +284,9 @@ class Scatterbrain final : public Attention {
       w.qmax(i) = a.row(i).maxCoeff();
       a.row(i).array() = (a.row(i).array() - w.qmax(i)).exp();
     }
-    key_features(k.head_data(b, h), valid, h, lo, nu, w, [&](double) { return key_ref; });
+    window_features(k.head_data(b, h), valid, h, lo, hi, key_ref, w);
     StridedMap l(w.l.data(), rows, nu, approx::Stride(w.l.cols()));
-    l.noalias() = a * w.uk.topRows(nu).transpose();
+    l.noalias() = a * w.ukw.topRows(nu).transpose();
     const ConstMatMap kv(kv_.data() + bh * m_ * dv, m_, dv);
     auto lr_den = w.lr_den.head(rows);
     const double log_m = std::log(double(m_));
@@ -262,11 +306,18 @@ class Scatterbrain final : public Attention {
         continue;
       }
       const float lr_scale = float(std::exp(alpha - ref));
-      // On the window: exact weight minus the low-rank weight (both 0 for excluded keys).
+      // On the window [wa, we): exact weight minus the low-rank weight. Padded keys have
+      // s = -inf and zero features (l = 0), so both terms vanish for them; outside the window
+      // the weight is exactly 0. Plain array expressions, so the exp is vectorised.
+      const Index wa = std::clamp<Index>(i0 + i + off - half - lo, 0, nu);
+      const Index we = std::max(wa, std::clamp<Index>(i0 + i + off - half + w_ - lo, 0, nu));
       auto srow = s.row(i).array();
-      const auto in_window = (srow > kNegInf).cast<float>();
-      const float window_lr = (l.row(i).array() * in_window).sum();
-      srow = (srow - float(ref)).exp() - lr_scale * l.row(i).array() * in_window;
+      srow = (srow - float(ref)).exp();
+      srow.head(wa).setZero();
+      srow.tail(nu - we).setZero();
+      const auto lwin = l.row(i).segment(wa, we - wa).array();
+      const float window_lr = lwin.sum();
+      srow.segment(wa, we - wa) -= lr_scale * lwin;
       // Low-rank mass outside the window: total minus the window's share, clamped at 0 against
       // cancellation.
       lr_den(i) = std::max(0.0f, lr_scale * (lr_den(i) - window_lr)) + lr_scale * window_lr;
@@ -317,19 +368,21 @@ ATTNBENCH_REGISTER_VARIANT(scatterbrain) {
     const double w = double(s.get_int("width")), m = double(s.get_int("features"));
     const double bh = double(p.batch * p.heads), d = double(p.d), dv = double(p.d_v);
     const double nq = double(p.n_q), nk = double(p.n_k);
-    const double u = std::min(nk, double(kBlock) + w);  // window union per query block
+    const double u = std::min(nk, double(kQueryBlock) + w);  // window union per query block
     // Key sums (features + KV), per query row: features, window logits, window key features
-    // (amortised over the block), low-rank window weights, weighted sum of V, phi_q KV.
+    // (each key about once per task: one block's worth per row, plus the first union of each
+    // task), low-rank window weights, weighted sum of V, phi_q KV.
+    const double feats_per_row = 1.0 + u / double(kQueryBlock * kBlocksPerTask);
     const double flops = bh * (nk * (2.0 * d * m + 4.0 * m + 2.0 * m * (dv + 1)) +
                                nq * (2.0 * d * m + 4.0 * m + 2.0 * u * d + 4.0 * u +
-                                     u * (2.0 * d * m + 4.0 * m) / double(kBlock) + 2.0 * u * m +
+                                     feats_per_row * (2.0 * d * m + 4.0 * m) + 2.0 * u * m +
                                      2.0 * u * dv + 2.0 * m * (dv + 1)));
     const double parts = double(approx::make_partition(p.n_k, kKeySpan, kMaxSpans).parts);
-    const double bytes = double(p.heads) * m * d * 4.0 + bh * parts * 8.0 * m * (dv + 1) +
-                         bh * 4.0 * m * (dv + 1) +
-                         double(threads) * 4.0 *
-                             (double(kBlock) * m + (u + double(kBlock)) * m +
-                              2.0 * double(kBlock) * u + m * dv + m + 3.0 * double(kBlock));
+    const double bytes =
+        double(p.heads) * m * d * 4.0 + bh * parts * 8.0 * m * (dv + 1) + bh * 4.0 * m * (dv + 1) +
+        double(threads) * 4.0 *
+            (double(kQueryBlock) * m + double(kBlock) * m + (u + double(kQueryBlock)) * m +
+             2.0 * double(kQueryBlock) * u + m * dv + m + 2.0 * double(kQueryBlock));
     return Cost{flops, bytes};
   };
   return info;
