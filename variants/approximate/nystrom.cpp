@@ -35,10 +35,9 @@ enum class PinvInit { kOriginal, kExactNorm, kLucidrains };
 
 constexpr Index kKeySpan = 2048;  // keys per partial B V (online softmax state)
 constexpr Index kMaxSpans = 32;
-constexpr Index kKeyBlock = 256;  // keys per score tile
-constexpr Index kRowBlock = 128;  // rows of the score workspace
-// out = F W = softmax(scale Q K~^T + bias) W is attention over the m landmark keys with values W:
-// it runs on the fused tile kernel of `flash` (FlashTile), in flash's default tiles.
+// B V = softmax(scale Q~ K^T) V (landmark rows over every key) and out = F W = softmax(scale Q
+// K~^T + bias) W (every query over the m landmark keys, values W) are both attention: they run
+// on the fused tile kernel of `flash` (FlashTile), in flash's default tiles.
 constexpr Index kTileRows = 96;
 constexpr Index kTileKeys = 96;
 
@@ -49,9 +48,8 @@ struct RowState {
 };
 
 struct NystromWorkspace {
-  RowMatrix s;                      // (max(m, kRowBlock), max(kKeyBlock, m)) scores
   RowMatrix x, t1, t2;              // (m, m) pseudo-inverse iteration
-  std::unique_ptr<FlashTile> tile;  // (kTileRows, min(m, kTileKeys)): out = F W
+  std::unique_ptr<FlashTile> tile;  // (kTileRows, kTileKeys): B V and F W
 };
 
 class Nystrom final : public Attention {
@@ -89,8 +87,7 @@ class Nystrom final : public Attention {
     }
     workspaces_.emplace([&] {
       NystromWorkspace w;
-      w.s.resize(std::max(m, kRowBlock), std::max(kKeyBlock, m));
-      w.tile = std::make_unique<FlashTile>(kTileRows, std::min(m, kTileKeys), p.d, p.d_v);
+      w.tile = std::make_unique<FlashTile>(kTileRows, kTileKeys, p.d, p.d_v);
       if (!svd_) {
         w.x.resize(m, m);
         w.t1.resize(m, m);
@@ -191,42 +188,36 @@ class Nystrom final : public Attention {
     approx::softmax_rows(a);
   }
 
-  // Online softmax of the landmark rows Q~ over the keys of one span: running max, sum and
-  // unnormalised accumulator of B V.
+  // Softmax of the landmark rows Q~ over the keys of one span, on the fused tile kernel: the
+  // span's normalised B V rows and their log-sum-exp, kept as the online-softmax state
+  // (max, sum, acc) = (lse, 1, out) (or (-inf, 0, 0) when every key of the span is padded).
   void key_span(const Tensor4& k, const Tensor4& v, const KeyMask& mask, Index task,
                 NystromWorkspace& w) {
     const Problem& p = problem();
     const Index parts = spans_.parts, bh = task / parts, t = task % parts;
-    const Index b = bh / p.heads, h = bh % p.heads;
+    const Index b = bh / p.heads, h = bh % p.heads, d = p.d, dv = p.d_v;
     const auto valid = mask.row(b);
     RowState& st = partials_[task];
-    st.max.setConstant(kNegInf);
-    st.sum.setZero();
-    st.acc.setZero();
-    for (Index j0 = spans_.begin(t); j0 < spans_.end(t); j0 += kKeyBlock) {
-      const Index n = std::min(kKeyBlock, spans_.end(t) - j0);
-      StridedMap s(w.s.data(), m_, n, approx::Stride(w.s.cols()));
-      scores(q_land_.data() + bh * m_ * p.d, m_, k.head_data(b, h) + j0 * p.d, n, s);
-      if (!valid.empty()) {
-        for (Index j = 0; j < n; ++j) {
-          if (!valid[j0 + j]) s.col(j).setConstant(kNegInf);
+    FlashTile& ft = *w.tile;
+    const float* ql = q_land_.data() + bh * m_ * d;
+    const float* kh = k.head_data(b, h);
+    const float* vh = v.head_data(b, h);
+    for (Index r0 = 0; r0 < m_; r0 += kTileRows) {
+      const Index br = std::min(kTileRows, m_ - r0);
+      ft.begin(ql + r0 * d, d, br, float(p.effective_scale()));
+      for (Index j0 = spans_.begin(t); j0 < spans_.end(t); j0 += kTileKeys) {
+        const Index n = std::min(kTileKeys, spans_.end(t) - j0);
+        TileMask tm;
+        if (!valid.empty()) {
+          const auto first = valid.begin() + j0, last = first + n;
+          if (std::find(first, last, 1) == last) continue;  // every key of the tile padded
+          if (std::find(first, last, 0) != last) tm.key_valid = valid.data() + j0;
         }
+        ft.add_keys(kh + j0 * d, d, vh + j0 * dv, dv, n, tm);
       }
-      for (Index r = 0; r < m_; ++r) {
-        auto row = s.row(r).array();
-        const float new_max = std::max(st.max(r), row.maxCoeff());
-        if (new_max == kNegInf) {
-          row.setZero();
-          continue;
-        }
-        const float alpha = std::exp(st.max(r) - new_max);  // 0 when the old max is -inf
-        row = (row - new_max).exp();
-        st.sum(r) = alpha * st.sum(r) + row.sum();
-        if (alpha != 1.0f) st.acc.row(r) *= alpha;
-        st.max(r) = new_max;
-      }
-      st.acc.noalias() += s * ConstMatMap(v.head_data(b, h) + j0 * p.d_v, n, p.d_v);
+      ft.finish(st.acc.data() + r0 * dv, dv, st.max.data() + r0);
     }
+    for (Index r = 0; r < m_; ++r) st.sum(r) = st.max(r) == kNegInf ? 0.0f : 1.0f;
   }
 
   // Initial scale of Z_0 = A^T / scale: `original` (mlpen) divides by the largest column sum
@@ -359,13 +350,10 @@ ATTNBENCH_REGISTER_VARIANT(nystrom) {
         bh * ((nq + nk) * d + 2.0 * m * m * d + 4.0 * m * m + 2.0 * m * nk * (d + dv) +
               4.0 * m * nk + pinv + 2.0 * m * m * dv + 2.0 * nq * m * (d + dv) + 4.0 * nq * m);
     const double parts = double(approx::make_partition(p.n_k, kKeySpan, kMaxSpans).parts);
-    double bytes = bh * 4.0 * (2.0 * m * d + m + 2.0 * m * m + m * dv) +
-                   bh * parts * 4.0 * m * (dv + 2) + bh * m +
-                   double(threads) * 4.0 *
-                       (std::max(m, double(kRowBlock)) * std::max(double(kKeyBlock), m) +
-                        (svd ? 0.0 : 3.0 * m * m)) +
-                   double(threads) * double(FlashTile::workspace_bytes(
-                                         kTileRows, std::min(Index(m), kTileKeys), p.d, p.d_v));
+    double bytes =
+        bh * 4.0 * (2.0 * m * d + m + 2.0 * m * m + m * dv) + bh * parts * 4.0 * m * (dv + 2) +
+        bh * m + double(threads) * 4.0 * (svd ? 0.0 : 3.0 * m * m) +
+        double(threads) * double(FlashTile::workspace_bytes(kTileRows, kTileKeys, p.d, p.d_v));
     if (svd) bytes += double(threads) * 8.0 * 6.0 * m * m;  // the SVD's factors in double
     return Cost{flops, bytes};
   };
