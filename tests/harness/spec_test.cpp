@@ -194,8 +194,9 @@ TEST(Spec, ParseBytes) {
 // Every shipped preset is valid; the only warnings allowed are variants or workloads that are not
 // registered in this build. A preset naming a parameter its variant lacks fails here.
 TEST(Spec, ShippedPresetsAreValid) {
-  ASSERT_GE(embedded_presets().size(), 5u);
-  for (const auto& name : {"quick", "scaling", "pareto", "lra-efficiency", "reformer-hashes"}) {
+  ASSERT_GE(embedded_presets().size(), 6u);
+  for (const auto& name :
+       {"quick", "scaling", "scaling-causal", "pareto", "lra-efficiency", "reformer-hashes"}) {
     const Json spec = find_preset(name);
     ASSERT_FALSE(spec.is_null()) << name;
     Experiment ex;
