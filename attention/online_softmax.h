@@ -130,6 +130,10 @@ class FlashTile {
   // Folds one key tile: k (bc, d) stride ldk, v (bc, d_v) stride ldv, bc in [1, max_bc].
   void add_keys(const float* k, Index ldk, const float* v, Index ldv, Index bc,
                 const TileMask& mask = TileMask());
+  // Folds n consecutive keys in tiles of at most tile_keys (<= max_bc). key_valid: nullptr, or n
+  // flags (nonzero = allowed); tiles with no allowed key are skipped.
+  void add_key_range(const float* k, Index ldk, const float* v, Index ldv, Index n, Index tile_keys,
+                     const std::uint8_t* key_valid = nullptr);
   // out (br, d_v) stride ld_out = acc / l; rows with l == 0 get zeros. lse (br) if given:
   // m + log l, or -inf for rows that saw no key.
   void finish(float* out, Index ld_out, float* lse = nullptr) const;

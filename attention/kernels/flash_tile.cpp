@@ -554,6 +554,21 @@ void FlashTile::begin(const float* q, Index ldq, Index br, float scale) {
   dispatch([&](auto backend) { impl_->begin<decltype(backend)>(q, ldq, br, scale); });
 }
 
+void FlashTile::add_key_range(const float* k, Index ldk, const float* v, Index ldv, Index n,
+                              Index tile_keys, const std::uint8_t* key_valid) {
+  for (Index j0 = 0; j0 < n; j0 += tile_keys) {
+    const Index bc = std::min(tile_keys, n - j0);
+    TileMask mask;
+    if (key_valid) {
+      const std::uint8_t* flags = key_valid + j0;
+      const Index allowed = std::count_if(flags, flags + bc, [](std::uint8_t f) { return f != 0; });
+      if (allowed == 0) continue;
+      if (allowed < bc) mask.key_valid = flags;
+    }
+    add_keys(k + j0 * ldk, ldk, v + j0 * ldv, ldv, bc, mask);
+  }
+}
+
 void FlashTile::add_keys(const float* k, Index ldk, const float* v, Index ldv, Index bc,
                          const TileMask& mask) {
   assert(bc >= 1 && bc <= impl_->max_bc);

@@ -165,13 +165,8 @@ class Linformer final : public Attention {
       // zeroed padded rows and has no bias.
       const std::uint8_t* valid = identity ? valid_for(bh) : nullptr;
       FlashTile& ft = *w.tile;
-      const Index bk = std::min(k_, kTileKeys);
       ft.begin(q, p.d, n, float(p.effective_scale()));
-      for (Index j0 = 0; j0 < k_; j0 += bk) {
-        TileMask m;
-        if (valid) m.key_valid = valid + j0;
-        ft.add_keys(kp + j0 * ldk, ldk, vp + j0 * ldv, ldv, std::min(bk, k_ - j0), m);
-      }
+      ft.add_key_range(kp, ldk, vp, ldv, k_, std::min(k_, kTileKeys), valid);
       ft.finish(out, p.d_v);
       return;
     }

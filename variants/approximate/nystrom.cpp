@@ -134,7 +134,6 @@ class Nystrom final : public Attention {
       for (Index bh = r.begin(); bh < r.end(); ++bh) middle(bh, w);
     });
     const Index q_blocks = (p.n_q + kTileRows - 1) / kTileRows;
-    const Index bk = std::min(m_, kTileKeys);
     tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count * q_blocks, 1), [&](const auto& r) {
       NystromWorkspace& w = workspaces_->local();
       for (Index task = r.begin(); task < r.end(); ++task) {
@@ -146,13 +145,7 @@ class Nystrom final : public Attention {
         ft.begin(q.head_data(b, h) + i0 * p.d, p.d, rows, float(p.effective_scale()));
         const float* kl = k_land_.data() + bh * m_ * p.d;
         const float* wl = w_.data() + bh * m_ * p.d_v;
-        const std::uint8_t* valid = land_valid_.data() + bh * m_;
-        for (Index j0 = 0; j0 < m_; j0 += bk) {
-          const Index n = std::min(bk, m_ - j0);
-          TileMask tm;
-          if (std::find(valid + j0, valid + j0 + n, 0) != valid + j0 + n) tm.key_valid = valid + j0;
-          ft.add_keys(kl + j0 * p.d, p.d, wl + j0 * p.d_v, p.d_v, n, tm);
-        }
+        ft.add_key_range(kl, p.d, wl, p.d_v, m_, kTileKeys, land_valid_.data() + bh * m_);
         ft.finish(out.head_data(b, h) + i0 * p.d_v, p.d_v);
       }
     });
@@ -205,16 +198,9 @@ class Nystrom final : public Attention {
     for (Index r0 = 0; r0 < m_; r0 += kTileRows) {
       const Index br = std::min(kTileRows, m_ - r0);
       ft.begin(ql + r0 * d, d, br, float(p.effective_scale()));
-      for (Index j0 = spans_.begin(t); j0 < spans_.end(t); j0 += kTileKeys) {
-        const Index n = std::min(kTileKeys, spans_.end(t) - j0);
-        TileMask tm;
-        if (!valid.empty()) {
-          const auto first = valid.begin() + j0, last = first + n;
-          if (std::find(first, last, 1) == last) continue;  // every key of the tile padded
-          if (std::find(first, last, 0) != last) tm.key_valid = valid.data() + j0;
-        }
-        ft.add_keys(kh + j0 * d, d, vh + j0 * dv, dv, n, tm);
-      }
+      const Index j0 = spans_.begin(t);
+      ft.add_key_range(kh + j0 * d, d, vh + j0 * dv, dv, spans_.end(t) - j0, kTileKeys,
+                       valid.empty() ? nullptr : valid.data() + j0);
       ft.finish(st.acc.data() + r0 * dv, dv, st.max.data() + r0);
     }
     for (Index r = 0; r < m_; ++r) st.sum(r) = st.max(r) == kNegInf ? 0.0f : 1.0f;
