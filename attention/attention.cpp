@@ -1,7 +1,7 @@
 #include "attention/attention.h"
+#include "attention/parallel.h"
 
 #include <tbb/blocked_range.h>
-#include <tbb/parallel_for.h>
 
 namespace attnbench {
 
@@ -56,7 +56,7 @@ void HeadwiseAttention::compute(const Tensor4& q, const Tensor4& k, const Tensor
                                 const KeyMask& mask) {
   const Index heads = problem().heads;
   const Index total = problem().batch * heads;
-  tbb::parallel_for(tbb::blocked_range<Index>(0, total, 1), [&](const auto& range) {
+  attnbench::parallel_for(tbb::blocked_range<Index>(0, total, 1), [&](const auto& range) {
     for (Index bh = range.begin(); bh < range.end(); ++bh) {
       const Index b = bh / heads, h = bh % heads;
       HeadInput in{q.head(b, h), k.head(b, h), v.head(b, h), mask.row(b), b, h};

@@ -1,12 +1,12 @@
 #include "attention/block_sparse.h"
 
 #include <tbb/blocked_range.h>
-#include <tbb/parallel_for.h>
 #include <cmath>
 #include <map>
 #include <stdexcept>
 
 #include "attention/online_softmax.h"
+#include "attention/parallel.h"
 
 namespace attnbench {
 namespace {
@@ -894,7 +894,7 @@ void BlockSparseAttention::compute(const Tensor4& q, const Tensor4& k, const Ten
     const Index nt = static_cast<Index>(tiles.size());
     const Index main_tasks = p.batch * p.heads * nt;
     const Index global_tasks = comp == 0 ? p.batch * global_tile_start_[p.heads] : 0;
-    tbb::parallel_for(
+    attnbench::parallel_for(
         tbb::blocked_range<Index>(0, main_tasks + global_tasks, 1), [&](const auto& range) {
           Workspace& w = workspaces_->local();
           for (Index task = range.begin(); task < range.end(); ++task) {

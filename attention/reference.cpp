@@ -1,12 +1,12 @@
 #include "attention/reference.h"
 
 #include <tbb/blocked_range.h>
-#include <tbb/parallel_for.h>
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
 
+#include "attention/parallel.h"
 #include "attention/random.h"
 
 namespace attnbench {
@@ -173,7 +173,7 @@ void reference_head(ConstMatRef q, ConstMatRef k, ConstMatRef v,
   prepare(result, rows, v.cols());
   const HeadOperands ops = make_operands(q, k, v, kind);
   const Index n = static_cast<Index>(rows.size());
-  tbb::parallel_for(
+  attnbench::parallel_for(
       tbb::blocked_range<Index>(0, (n + kRowTile - 1) / kRowTile, 1), [&](const auto& range) {
         for (Index t = range.begin(); t < range.end(); ++t) {
           const Index r0 = t * kRowTile, r1 = std::min(n, r0 + kRowTile);
@@ -191,14 +191,14 @@ std::vector<HeadReference> reference_attention(const Tensor4& q, const Tensor4& 
   const Index heads = problem.heads, total = problem.batch * heads;
   std::vector<HeadReference> result(total);
   std::vector<HeadOperands> ops(total);
-  tbb::parallel_for(Index(0), total, [&](Index bh) {
+  attnbench::parallel_for(Index(0), total, [&](Index bh) {
     prepare(result[bh], rows, problem.d_v);
     ops[bh] = make_operands(q.head(bh / heads, bh % heads), k.head(bh / heads, bh % heads),
                             v.head(bh / heads, bh % heads), kind);
   });
   const Index n = static_cast<Index>(rows.size());
   const Index tiles = (n + kRowTile - 1) / kRowTile;
-  tbb::parallel_for(tbb::blocked_range<Index>(0, total * tiles, 1), [&](const auto& range) {
+  attnbench::parallel_for(tbb::blocked_range<Index>(0, total * tiles, 1), [&](const auto& range) {
     for (Index t = range.begin(); t < range.end(); ++t) {
       const Index bh = t / tiles, r0 = (t % tiles) * kRowTile;
       reference_rows(q.head(bh / heads, bh % heads), ops[bh], mask.row(bh / heads), problem, kind,

@@ -7,7 +7,6 @@
 #include <CLI/Version.hpp>
 #include <Eigen/Core>
 
-#include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
 #include <tbb/version.h>
 #include <algorithm>
@@ -20,6 +19,7 @@
 #include <stdexcept>
 
 #include "attention/build_info.h"
+#include "attention/parallel.h"
 #include "attention/tensor.h"
 #include "harness/heap.h"
 #include "harness/spec.h"
@@ -88,7 +88,7 @@ double calibrate_gemm_gflops(int threads) {
   for (int rep = 0; rep < 4; ++rep) {  // the first is a warm-up of caches and pages
     const auto t0 = std::chrono::steady_clock::now();
     arena.execute([&] {
-      tbb::parallel_for(
+      attnbench::parallel_for(
           0, threads, [&](int t) { c[t].noalias() = a[t] * b[t]; }, tbb::static_partitioner());
     });
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -12,7 +12,6 @@
 // the first one at each n — compare speeds as ratios measured in the same run.
 #include <benchmark/benchmark.h>
 #include <tbb/global_control.h>
-#include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
 #include <CLI/CLI.hpp>
 
@@ -24,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "attention/parallel.h"
 #include "attention/random.h"
 #include "attention/registry.h"
 
@@ -123,7 +123,7 @@ void run_gemm(benchmark::State& state, Index n) {
       // over the oneTBB arena so that the rate is measured with the same threads as attention.
       const int parts = g_arena->max_concurrency();
       const Index rows = (n + parts - 1) / parts;
-      tbb::parallel_for(0, parts, [&](int t) {
+      attnbench::parallel_for(0, parts, [&](int t) {
         const Index r0 = t * rows, r = std::min(rows, n - r0);
         if (r > 0) c.middleRows(r0, r).noalias() = a.middleRows(r0, r) * b;
       });

@@ -4,14 +4,13 @@
 // Distributions follow §8; the sink and local-decay constructions follow its definitions.
 #include "harness/data/workloads.h"
 
-#include <tbb/parallel_for.h>
-
 #include <Eigen/QR>
 #include <cmath>
 #include <numbers>
 #include <sstream>
 #include <stdexcept>
 
+#include "attention/parallel.h"
 #include "attention/random.h"
 #include "harness/data/tensor_io.h"
 #include "harness/data/ziggurat.h"
@@ -628,7 +627,7 @@ AttentionInputs generate_workload(const std::string& name, const ParamSet& param
   AttentionInputs in{Tensor4(p.batch, p.heads, p.n_q, p.d), Tensor4(p.batch, p.heads, p.n_k, p.d),
                      Tensor4(p.batch, p.heads, p.n_k, p.d_v), KeyMask()};
   const std::string values = params.get_string("values");
-  tbb::parallel_for(Index(0), p.batch * p.heads, [&](Index bh) {
+  attnbench::parallel_for(Index(0), p.batch * p.heads, [&](Index bh) {
     const Index b = bh / p.heads, h = bh % p.heads;
     HeadTask task{params,
                   p,

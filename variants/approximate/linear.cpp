@@ -7,10 +7,10 @@
 // reference point. Like fast-transformers, phi is applied to the raw q and k (the problem's
 // logit scale does not enter a non-softmax kernel).
 #include <tbb/blocked_range.h>
-#include <tbb/parallel_for.h>
 
 #include <vector>
 
+#include "attention/parallel.h"
 #include "attention/registry.h"
 #include "variants/approximate/approx_common.h"
 #include "variants/approximate/feature_maps.h"
@@ -89,7 +89,7 @@ class LinearAttention final : public Attention {
     const Problem& p = problem();
     const Index bh_count = p.batch * p.heads, parts = spans_.parts;
     const Index d = p.d, dv = p.d_v;
-    tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count * parts, 1), [&](const auto& r) {
+    attnbench::parallel_for(tbb::blocked_range<Index>(0, bh_count * parts, 1), [&](const auto& r) {
       LinearWorkspace& w = workspaces_.local();
       for (Index task = r.begin(); task < r.end(); ++task) {
         const Index bh = task / parts, t = task % parts, b = bh / p.heads, h = bh % p.heads;
@@ -112,7 +112,7 @@ class LinearAttention final : public Attention {
         }
       }
     });
-    tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count, 1), [&](const auto& r) {
+    attnbench::parallel_for(tbb::blocked_range<Index>(0, bh_count, 1), [&](const auto& r) {
       LinearWorkspace& w = workspaces_.local();
       for (Index bh = r.begin(); bh < r.end(); ++bh) {
         RowMatrixD& kv = w.state;
@@ -129,20 +129,21 @@ class LinearAttention final : public Attention {
       }
     });
     const Index q_blocks = (p.n_q + kBlock - 1) / kBlock;
-    tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count * q_blocks, 1), [&](const auto& r) {
-      LinearWorkspace& w = workspaces_.local();
-      for (Index task = r.begin(); task < r.end(); ++task) {
-        const Index bh = task / q_blocks, b = bh / p.heads, h = bh % p.heads;
-        const Index i0 = (task % q_blocks) * kBlock, rows = std::min(kBlock, p.n_q - i0);
-        auto phi = w.phi_q.topRows(rows);
-        elu_plus_one(ConstMatMap(q.head_data(b, h) + i0 * d, rows, d), phi);
-        MatMap o(out.head_data(b, h) + i0 * dv, rows, dv);
-        o.noalias() = phi * ConstMatMap(kv_.data() + bh * d * dv, d, dv);
-        auto den = w.den.head(rows);
-        den.noalias() = phi * Eigen::Map<const Eigen::VectorXf>(z_.data() + bh * d, d);
-        normalise_rows(o, den);
-      }
-    });
+    attnbench::parallel_for(
+        tbb::blocked_range<Index>(0, bh_count * q_blocks, 1), [&](const auto& r) {
+          LinearWorkspace& w = workspaces_.local();
+          for (Index task = r.begin(); task < r.end(); ++task) {
+            const Index bh = task / q_blocks, b = bh / p.heads, h = bh % p.heads;
+            const Index i0 = (task % q_blocks) * kBlock, rows = std::min(kBlock, p.n_q - i0);
+            auto phi = w.phi_q.topRows(rows);
+            elu_plus_one(ConstMatMap(q.head_data(b, h) + i0 * d, rows, d), phi);
+            MatMap o(out.head_data(b, h) + i0 * dv, rows, dv);
+            o.noalias() = phi * ConstMatMap(kv_.data() + bh * d * dv, d, dv);
+            auto den = w.den.head(rows);
+            den.noalias() = phi * Eigen::Map<const Eigen::VectorXf>(z_.data() + bh * d, d);
+            normalise_rows(o, den);
+          }
+        });
   }
 
   // Causal: chunks of C query rows; the prefix state S = sum phi(k_j) v_j^T, z = sum phi(k_j)
@@ -151,7 +152,7 @@ class LinearAttention final : public Attention {
   void compute_causal(const Tensor4& q, const Tensor4& k, const Tensor4& v, Tensor4& out,
                       const KeyMask& mask) {
     const Problem& p = problem();
-    tbb::parallel_for(tbb::blocked_range<Index>(0, p.batch * p.heads, 1), [&](const auto& r) {
+    attnbench::parallel_for(tbb::blocked_range<Index>(0, p.batch * p.heads, 1), [&](const auto& r) {
       LinearWorkspace& w = workspaces_.local();
       for (Index bh = r.begin(); bh < r.end(); ++bh) {
         const Index b = bh / p.heads, h = bh % p.heads;

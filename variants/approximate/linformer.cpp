@@ -12,7 +12,6 @@
 // segments this cancels and the method is the paper's mean pooling. No causal form: every
 // projected key mixes keys from the whole sequence.
 #include <tbb/blocked_range.h>
-#include <tbb/parallel_for.h>
 
 #include <algorithm>
 #include <memory>
@@ -20,6 +19,7 @@
 #include <vector>
 
 #include "attention/online_softmax.h"
+#include "attention/parallel.h"
 #include "attention/random.h"
 #include "attention/registry.h"
 #include "variants/approximate/approx_common.h"
@@ -119,7 +119,7 @@ class Linformer final : public Attention {
     if (projection_ == Projection::kJl) {
       project_jl(k, v, mask);
     } else if (projection_ == Projection::kPool) {
-      tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count, 1), [&](const auto& r) {
+      attnbench::parallel_for(tbb::blocked_range<Index>(0, bh_count, 1), [&](const auto& r) {
         for (Index bh = r.begin(); bh < r.end(); ++bh) pool(k, v, mask, bh);
       });
     } else {
@@ -134,15 +134,16 @@ class Linformer final : public Attention {
     }
     const Index rows = projection_ == Projection::kPool ? query_block_rows(k_) : kTileRows;
     const Index q_blocks = (p.n_q + rows - 1) / rows;
-    tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count * q_blocks, 1), [&](const auto& r) {
-      LinformerWorkspace& w = workspaces_->local();
-      for (Index task = r.begin(); task < r.end(); ++task) {
-        const Index bh = task / q_blocks, b = bh / p.heads, h = bh % p.heads;
-        const Index i0 = (task % q_blocks) * rows, n = std::min(rows, p.n_q - i0);
-        attend(q.head_data(b, h) + i0 * p.d, n, bh, k.head_data(b, h), v.head_data(b, h),
-               out.head_data(b, h) + i0 * p.d_v, w);
-      }
-    });
+    attnbench::parallel_for(
+        tbb::blocked_range<Index>(0, bh_count * q_blocks, 1), [&](const auto& r) {
+          LinformerWorkspace& w = workspaces_->local();
+          for (Index task = r.begin(); task < r.end(); ++task) {
+            const Index bh = task / q_blocks, b = bh / p.heads, h = bh % p.heads;
+            const Index i0 = (task % q_blocks) * rows, n = std::min(rows, p.n_q - i0);
+            attend(q.head_data(b, h) + i0 * p.d, n, bh, k.head_data(b, h), v.head_data(b, h),
+                   out.head_data(b, h) + i0 * p.d_v, w);
+          }
+        });
   }
 
  private:
@@ -184,7 +185,7 @@ class Linformer final : public Attention {
   void project_jl(const Tensor4& k, const Tensor4& v, const KeyMask& mask) {
     const Problem& p = problem();
     const Index bh_count = p.batch * p.heads, parts = spans_.parts, width = p.d + p.d_v;
-    tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count * parts, 1), [&](const auto& r) {
+    attnbench::parallel_for(tbb::blocked_range<Index>(0, bh_count * parts, 1), [&](const auto& r) {
       LinformerWorkspace& w = workspaces_->local();
       for (Index task = r.begin(); task < r.end(); ++task) {
         const Index bh = task / parts, t = task % parts, b = bh / p.heads, h = bh % p.heads;
@@ -211,7 +212,7 @@ class Linformer final : public Attention {
         }
       }
     });
-    tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count, 1), [&](const auto& r) {
+    attnbench::parallel_for(tbb::blocked_range<Index>(0, bh_count, 1), [&](const auto& r) {
       for (Index bh = r.begin(); bh < r.end(); ++bh) {
         MatMap dst(kv_proj_.data() + bh * k_ * width, k_, width);
         dst = ConstMatMap(partials_.data() + bh * parts * k_ * width, k_, width);

@@ -11,7 +11,6 @@
 // Landmark segments are [floor(r n / m), floor((r + 1) n / m)); key landmarks are masked means,
 // and a landmark whose segment is all padding is dropped (its logits are -inf).
 #include <tbb/blocked_range.h>
-#include <tbb/parallel_for.h>
 
 #include <Eigen/SVD>
 #include <algorithm>
@@ -20,6 +19,7 @@
 #include <vector>
 
 #include "attention/online_softmax.h"
+#include "attention/parallel.h"
 #include "attention/registry.h"
 #include "variants/approximate/approx_common.h"
 
@@ -120,35 +120,36 @@ class Nystrom final : public Attention {
                const KeyMask& mask) override {
     const Problem& p = problem();
     const Index bh_count = p.batch * p.heads, parts = spans_.parts;
-    tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count, 1), [&](const auto& r) {
+    attnbench::parallel_for(tbb::blocked_range<Index>(0, bh_count, 1), [&](const auto& r) {
       NystromWorkspace& w = workspaces_->local();
       for (Index bh = r.begin(); bh < r.end(); ++bh) landmarks(q, k, mask, bh, w);
     });
-    tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count * parts, 1), [&](const auto& r) {
+    attnbench::parallel_for(tbb::blocked_range<Index>(0, bh_count * parts, 1), [&](const auto& r) {
       NystromWorkspace& w = workspaces_->local();
       for (Index task = r.begin(); task < r.end(); ++task) key_span(k, v, mask, task, w);
     });
     set_init_scales();
-    tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count, 1), [&](const auto& r) {
+    attnbench::parallel_for(tbb::blocked_range<Index>(0, bh_count, 1), [&](const auto& r) {
       NystromWorkspace& w = workspaces_->local();
       for (Index bh = r.begin(); bh < r.end(); ++bh) middle(bh, w);
     });
     const Index q_blocks = (p.n_q + kTileRows - 1) / kTileRows;
-    tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count * q_blocks, 1), [&](const auto& r) {
-      NystromWorkspace& w = workspaces_->local();
-      for (Index task = r.begin(); task < r.end(); ++task) {
-        const Index bh = task / q_blocks, b = bh / p.heads, h = bh % p.heads;
-        const Index i0 = (task % q_blocks) * kTileRows, rows = std::min(kTileRows, p.n_q - i0);
-        // out = softmax(scale Q K~^T + bias) W: landmarks whose segment is all padding (bias
-        // -inf) are excluded through the key mask.
-        FlashTile& ft = *w.tile;
-        ft.begin(q.head_data(b, h) + i0 * p.d, p.d, rows, float(p.effective_scale()));
-        const float* kl = k_land_.data() + bh * m_ * p.d;
-        const float* wl = w_.data() + bh * m_ * p.d_v;
-        ft.add_key_range(kl, p.d, wl, p.d_v, m_, kTileKeys, land_valid_.data() + bh * m_);
-        ft.finish(out.head_data(b, h) + i0 * p.d_v, p.d_v);
-      }
-    });
+    attnbench::parallel_for(
+        tbb::blocked_range<Index>(0, bh_count * q_blocks, 1), [&](const auto& r) {
+          NystromWorkspace& w = workspaces_->local();
+          for (Index task = r.begin(); task < r.end(); ++task) {
+            const Index bh = task / q_blocks, b = bh / p.heads, h = bh % p.heads;
+            const Index i0 = (task % q_blocks) * kTileRows, rows = std::min(kTileRows, p.n_q - i0);
+            // out = softmax(scale Q K~^T + bias) W: landmarks whose segment is all padding (bias
+            // -inf) are excluded through the key mask.
+            FlashTile& ft = *w.tile;
+            ft.begin(q.head_data(b, h) + i0 * p.d, p.d, rows, float(p.effective_scale()));
+            const float* kl = k_land_.data() + bh * m_ * p.d;
+            const float* wl = w_.data() + bh * m_ * p.d_v;
+            ft.add_key_range(kl, p.d, wl, p.d_v, m_, kTileKeys, land_valid_.data() + bh * m_);
+            ft.finish(out.head_data(b, h) + i0 * p.d_v, p.d_v);
+          }
+        });
   }
 
  private:

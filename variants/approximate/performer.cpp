@@ -14,7 +14,6 @@
 // constant of a causal row is the largest projection over the keys it may see (a tensor-wide
 // maximum would leak later keys into earlier rows when epsilon > 0).
 #include <tbb/blocked_range.h>
-#include <tbb/parallel_for.h>
 
 #include <algorithm>
 #include <atomic>
@@ -22,6 +21,7 @@
 #include <optional>
 #include <vector>
 
+#include "attention/parallel.h"
 #include "attention/registry.h"
 #include "variants/approximate/approx_common.h"
 #include "variants/approximate/feature_maps.h"
@@ -239,7 +239,7 @@ class Performer final : public Attention {
                       const KeyMask& mask) {
     const Problem& p = problem();
     const Index bh_count = p.batch * p.heads, parts = spans_.parts, dv = p.d_v;
-    tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count * parts, 1), [&](const auto& r) {
+    attnbench::parallel_for(tbb::blocked_range<Index>(0, bh_count * parts, 1), [&](const auto& r) {
       PerformerWorkspace& w = workspaces_->local();
       for (Index task = r.begin(); task < r.end(); ++task) {
         const Index bh = task / parts, t = task % parts, b = bh / p.heads, h = bh % p.heads;
@@ -256,28 +256,29 @@ class Performer final : public Attention {
         }
       }
     });
-    tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count, 1), [&](const auto& r) {
+    attnbench::parallel_for(tbb::blocked_range<Index>(0, bh_count, 1), [&](const auto& r) {
       for (Index bh = r.begin(); bh < r.end(); ++bh) merge_spans(bh);
     });
     const Index q_blocks = (p.n_q + kBlock - 1) / kBlock;
-    tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count * q_blocks, 1), [&](const auto& r) {
-      PerformerWorkspace& w = workspaces_->local();
-      for (Index task = r.begin(); task < r.end(); ++task) {
-        const Index bh = task / q_blocks, b = bh / p.heads, h = bh % p.heads;
-        const Index i0 = (task % q_blocks) * kBlock, rows = std::min(kBlock, p.n_q - i0);
-        MatMap o(out.head_data(b, h) + i0 * dv, rows, dv);
-        if (empty_[bh]) {
-          o.setZero();
-          continue;
-        }
-        query_features(q.head_data(b, h), h, i0, rows, w);
-        auto a = w.u.topRows(rows);
-        o.noalias() = a * ConstMatMap(kv_.data() + bh * m_ * dv, m_, dv);
-        auto den = w.den.head(rows);
-        den.noalias() = a * Eigen::Map<const Eigen::VectorXf>(z_.data() + bh * m_, m_);
-        normalise_rows(o, den);
-      }
-    });
+    attnbench::parallel_for(
+        tbb::blocked_range<Index>(0, bh_count * q_blocks, 1), [&](const auto& r) {
+          PerformerWorkspace& w = workspaces_->local();
+          for (Index task = r.begin(); task < r.end(); ++task) {
+            const Index bh = task / q_blocks, b = bh / p.heads, h = bh % p.heads;
+            const Index i0 = (task % q_blocks) * kBlock, rows = std::min(kBlock, p.n_q - i0);
+            MatMap o(out.head_data(b, h) + i0 * dv, rows, dv);
+            if (empty_[bh]) {
+              o.setZero();
+              continue;
+            }
+            query_features(q.head_data(b, h), h, i0, rows, w);
+            auto a = w.u.topRows(rows);
+            o.noalias() = a * ConstMatMap(kv_.data() + bh * m_ * dv, m_, dv);
+            auto den = w.den.head(rows);
+            den.noalias() = a * Eigen::Map<const Eigen::VectorXf>(z_.data() + bh * m_, m_);
+            normalise_rows(o, den);
+          }
+        });
   }
 
   // KV_eff = gamma KV + epsilon 1 sum_v^T and z_eff = gamma z + epsilon count 1, with
@@ -317,7 +318,7 @@ class Performer final : public Attention {
                       const KeyMask& mask) {
     const Problem& p = problem();
     rows_rescued_ = 0;
-    tbb::parallel_for(tbb::blocked_range<Index>(0, p.batch * p.heads, 1), [&](const auto& r) {
+    attnbench::parallel_for(tbb::blocked_range<Index>(0, p.batch * p.heads, 1), [&](const auto& r) {
       PerformerWorkspace& w = workspaces_->local();
       for (Index bh = r.begin(); bh < r.end(); ++bh) {
         const Index b = bh / p.heads, h = bh % p.heads;

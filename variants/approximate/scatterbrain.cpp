@@ -13,12 +13,12 @@
 // clamped at 0 (fly clamps it at 1e-24 in the log domain). When every window covers every key
 // the low-rank part is skipped and the output is exact. Positive orthogonal features, epsilon 0.
 #include <tbb/blocked_range.h>
-#include <tbb/parallel_for.h>
 
 #include <cstring>
 #include <optional>
 #include <vector>
 
+#include "attention/parallel.h"
 #include "attention/registry.h"
 #include "variants/approximate/approx_common.h"
 #include "variants/approximate/feature_maps.h"
@@ -107,26 +107,29 @@ class Scatterbrain final : public Attention {
     const Problem& p = problem();
     const Index bh_count = p.batch * p.heads, parts = spans_.parts;
     if (!full_support_) {
-      tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count * parts, 1), [&](const auto& r) {
-        ScatterWorkspace& w = workspaces_->local();
-        for (Index task = r.begin(); task < r.end(); ++task) key_span(k, v, mask, task, w);
-      });
-      tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count, 1), [&](const auto& r) {
+      attnbench::parallel_for(tbb::blocked_range<Index>(0, bh_count * parts, 1),
+                              [&](const auto& r) {
+                                ScatterWorkspace& w = workspaces_->local();
+                                for (Index task = r.begin(); task < r.end(); ++task)
+                                  key_span(k, v, mask, task, w);
+                              });
+      attnbench::parallel_for(tbb::blocked_range<Index>(0, bh_count, 1), [&](const auto& r) {
         for (Index bh = r.begin(); bh < r.end(); ++bh) merge(bh);
       });
     }
     const Index q_blocks = (p.n_q + kQueryBlock - 1) / kQueryBlock;
     const Index q_tasks = (q_blocks + kBlocksPerTask - 1) / kBlocksPerTask;
-    tbb::parallel_for(tbb::blocked_range<Index>(0, bh_count * q_tasks, 1), [&](const auto& r) {
-      ScatterWorkspace& w = workspaces_->local();
-      for (Index task = r.begin(); task < r.end(); ++task) {
-        const Index bh = task / q_tasks, t0 = (task % q_tasks) * kBlocksPerTask;
-        w.feat_lo = w.feat_hi = 0;  // the feature cache holds nothing of this task yet
-        for (Index t = t0; t < std::min(t0 + kBlocksPerTask, q_blocks); ++t) {
-          query_block(q, k, v, mask, bh, t * kQueryBlock, out, w);
-        }
-      }
-    });
+    attnbench::parallel_for(
+        tbb::blocked_range<Index>(0, bh_count * q_tasks, 1), [&](const auto& r) {
+          ScatterWorkspace& w = workspaces_->local();
+          for (Index task = r.begin(); task < r.end(); ++task) {
+            const Index bh = task / q_tasks, t0 = (task % q_tasks) * kBlocksPerTask;
+            w.feat_lo = w.feat_hi = 0;  // the feature cache holds nothing of this task yet
+            for (Index t = t0; t < std::min(t0 + kBlocksPerTask, q_blocks); ++t) {
+              query_block(q, k, v, mask, bh, t * kQueryBlock, out, w);
+            }
+          }
+        });
   }
 
  private:

@@ -2,13 +2,13 @@
 // matrix. Time O(n_q n_k (d + d_v)) (about half when causal), memory O(block_q (d + block_k +
 // d_v) + block_k d_v) per thread. Dao et al., FlashAttention, 2022; Dao, FlashAttention-2, 2023.
 #include <tbb/blocked_range.h>
-#include <tbb/parallel_for.h>
 #include <algorithm>
 #include <atomic>
 #include <string>
 #include <vector>
 
 #include "attention/online_softmax.h"
+#include "attention/parallel.h"
 #include "attention/registry.h"
 
 namespace attnbench {
@@ -80,7 +80,7 @@ class FlashAttention final : public Attention {
     tiles_computed_ = 0;
     tiles_masked_ = 0;
     // Grain 1: tiles are ~1 ms of work each, and causal tiles differ in cost.
-    tbb::parallel_for(tbb::blocked_range<Index>(0, total, 1), [&](const auto& range) {
+    attnbench::parallel_for(tbb::blocked_range<Index>(0, total, 1), [&](const auto& range) {
       Index computed = 0, masked = 0;
       for (Index t = range.begin(); t < range.end(); ++t) {
         const Index bh = t / q_tiles, b = bh / p.heads, h = bh % p.heads;

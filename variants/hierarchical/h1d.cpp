@@ -4,14 +4,13 @@
 // Zhu & Soricut, "H-Transformer-1D: Fast One-Dimensional Hierarchical Attention for
 // Sequences", ACL 2021 (arXiv 2107.11906).
 #include <tbb/blocked_range.h>
-#include <tbb/parallel_for.h>
-#include <tbb/parallel_invoke.h>
 #include <tbb/task_arena.h>
 #include <algorithm>
 #include <cmath>
 #include <numbers>
 #include <vector>
 
+#include "attention/parallel.h"
 #include "attention/registry.h"
 #include "variants/hierarchical/h1d_layout.h"
 #include "variants/hierarchical/tile_kernel.h"
@@ -110,13 +109,13 @@ class H1dAttention final : public Attention {
                            out.head_data(b, h), mask.row(b),       &slots_[g]};
       }
       // Coarsening: each half of the sequence coarsens independently up to the top level.
-      tbb::parallel_for(tbb::blocked_range<Index>(0, 2 * count, 1), [&](const auto& range) {
+      attnbench::parallel_for(tbb::blocked_range<Index>(0, 2 * count, 1), [&](const auto& range) {
         for (Index t = range.begin(); t < range.end(); ++t) coarsen(heads[t / 2], int(t % 2));
       });
       // Top-down: a block's rows need their parent rows merged first; the two top blocks of
       // every head start in parallel and each block spawns its two children.
       const Index top = geo_.levels - 1;
-      tbb::parallel_for(tbb::blocked_range<Index>(0, 2 * count, 1), [&](const auto& range) {
+      attnbench::parallel_for(tbb::blocked_range<Index>(0, 2 * count, 1), [&](const auto& range) {
         for (Index t = range.begin(); t < range.end(); ++t) descend(heads[t / 2], top, t % 2);
       });
     }
@@ -239,8 +238,8 @@ class H1dAttention final : public Attention {
       descend(head, level - 1, 2 * block);
       descend(head, level - 1, 2 * block + 1);
     } else {
-      tbb::parallel_invoke([&] { descend(head, level - 1, 2 * block); },
-                           [&] { descend(head, level - 1, 2 * block + 1); });
+      attnbench::parallel_invoke([&] { descend(head, level - 1, 2 * block); },
+                                 [&] { descend(head, level - 1, 2 * block + 1); });
     }
   }
 

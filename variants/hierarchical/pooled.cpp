@@ -3,11 +3,11 @@
 // Time O(n (3b + n/b) (d + d_v)), minimal at b ~ sqrt(n); memory O((n/b)(d + d_v)) per head.
 // A single coarse level of H-Transformer-1D (Zhu & Soricut, ACL 2021, arXiv 2107.11906).
 #include <tbb/blocked_range.h>
-#include <tbb/parallel_for.h>
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "attention/parallel.h"
 #include "attention/registry.h"
 #include "variants/hierarchical/tile_kernel.h"
 
@@ -83,13 +83,13 @@ class PooledAttention final : public Attention {
     const Index total = p.batch * p.heads * blocks_;
     // Pool every block of every head, then attend; the pooled keys of a head are shared by all
     // its query blocks.
-    tbb::parallel_for(tbb::blocked_range<Index>(0, total, 4), [&](const auto& range) {
+    attnbench::parallel_for(tbb::blocked_range<Index>(0, total, 4), [&](const auto& range) {
       for (Index t = range.begin(); t < range.end(); ++t) {
         const Index bh = t / blocks_, b = bh / p.heads, h = bh % p.heads;
         pool_block(k.head_data(b, h), v.head_data(b, h), mask.row(b), bh, t % blocks_);
       }
     });
-    tbb::parallel_for(tbb::blocked_range<Index>(0, total, 1), [&](const auto& range) {
+    attnbench::parallel_for(tbb::blocked_range<Index>(0, total, 1), [&](const auto& range) {
       for (Index t = range.begin(); t < range.end(); ++t) {
         const Index bh = t / blocks_, b = bh / p.heads, h = bh % p.heads;
         query_block(q.head_data(b, h), k.head_data(b, h), v.head_data(b, h), mask.row(b),

@@ -9,13 +9,13 @@
 #include "variants/lsh/lsh.h"
 
 #include <tbb/blocked_range.h>
-#include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "attention/attention.h"
+#include "attention/parallel.h"
 #include "attention/random.h"
 #include "variants/lsh/lsh_kernels.h"
 
@@ -582,7 +582,7 @@ class LshAttention final : public Attention {
 
   template <typename F>
   static void parallel_tasks(Index count, F&& body) {
-    tbb::parallel_for(tbb::blocked_range<Index>(0, count, 1), [&](const auto& rg) {
+    attnbench::parallel_for(tbb::blocked_range<Index>(0, count, 1), [&](const auto& rg) {
       for (Index task = rg.begin(); task < rg.end(); ++task) body(task);
     });
   }
